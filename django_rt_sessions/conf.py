@@ -1,0 +1,94 @@
+"""The `RT_SESSIONS` settings object.
+
+Every property reads `django.conf.settings` on each access (the django-cors-headers pattern), so
+`override_settings` and the `setting_changed` signal need no cache invalidation: nothing is cached.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+DEFAULTS: dict[str, Any] = {
+    "UPSTREAM": "openai",
+    "API_KEY": None,  # falls back to env OPENAI_API_KEY
+    "BASE_URL": None,  # falls back to env OPENAI_BASE_URL, then DEFAULT_BASE_URL
+    "ORGANIZATION": None,
+    "PROJECT": None,
+    "SAFETY_IDENTIFIER": True,
+    "CONNECT_TIMEOUT": 3.05,
+    "READ_TIMEOUT": 10.0,
+    "MAX_RETRIES": 2,
+    "USER_RATE": "10/m",
+    "IP_RATE": "60/m",
+    "AUDIT_RETENTION_DAYS": 90,
+}
+
+
+class Settings:
+    """Typed view of `settings.RT_SESSIONS`; unknown keys are ignored, missing keys take DEFAULTS."""
+
+    def _get(self, key: str) -> Any:
+        user_settings = getattr(settings, "RT_SESSIONS", None) or {}
+        return user_settings.get(key, DEFAULTS[key])
+
+    @property
+    def UPSTREAM(self) -> str:
+        return str(self._get("UPSTREAM"))
+
+    @property
+    def API_KEY(self) -> str | None:
+        return self._get("API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+
+    @property
+    def BASE_URL(self) -> str:
+        base = self._get("BASE_URL") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        return str(base).rstrip("/")
+
+    @property
+    def BASE_URL_CONFIGURED(self) -> bool:
+        """Whether the site chose a base URL (azure has no sensible default)."""
+        return bool(self._get("BASE_URL") or os.environ.get("OPENAI_BASE_URL"))
+
+    @property
+    def ORGANIZATION(self) -> str | None:
+        return self._get("ORGANIZATION") or None
+
+    @property
+    def PROJECT(self) -> str | None:
+        return self._get("PROJECT") or None
+
+    @property
+    def SAFETY_IDENTIFIER(self) -> bool:
+        return bool(self._get("SAFETY_IDENTIFIER"))
+
+    @property
+    def CONNECT_TIMEOUT(self) -> float:
+        return float(self._get("CONNECT_TIMEOUT"))
+
+    @property
+    def READ_TIMEOUT(self) -> float:
+        return float(self._get("READ_TIMEOUT"))
+
+    @property
+    def MAX_RETRIES(self) -> int:
+        return int(self._get("MAX_RETRIES"))
+
+    @property
+    def USER_RATE(self) -> str | None:
+        return self._get("USER_RATE") or None
+
+    @property
+    def IP_RATE(self) -> str | None:
+        return self._get("IP_RATE") or None
+
+    @property
+    def AUDIT_RETENTION_DAYS(self) -> int:
+        return int(self._get("AUDIT_RETENTION_DAYS"))
+
+
+rt_settings = Settings()

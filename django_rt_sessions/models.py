@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class SessionPreset(models.Model):
+    """A named upstream session configuration plus who may use it (SPEC §3).
+
+    `session` holds the seed endpoint's request fields exactly as staff configured them: an absent key is
+    not sent upstream, a key set to null is sent as null. `presets.validate_preset` is the one validator.
+    """
+
+    name = models.SlugField(_("name"), max_length=64, unique=True)
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    default = models.BooleanField(
+        _("default"), default=False, help_text=_("Used when a request names no preset. At most one.")
+    )
+    session = models.JSONField(_("session configuration"), default=dict, blank=True)
+    expires_after_seconds = models.PositiveIntegerField(_("token lifetime (seconds)"), default=60)
+    overridable = models.JSONField(_("user may override"), default=list, blank=True)
+    rate = models.CharField(
+        _("rate limit"), max_length=32, blank=True, help_text=_("e.g. 5/m; empty uses USER_RATE.")
+    )
+    groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="rt_session_presets", verbose_name=_("groups")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("last changed"), auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("last changed by"),
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("session preset")
+        verbose_name_plural = _("session presets")
+        constraints = [
+            # The database, not only the form, guarantees a single default preset.
+            models.UniqueConstraint(
+                fields=["default"], condition=Q(default=True), name="rt_sessions_single_default_preset"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TokenRequest(models.Model):
+    """One audit row per token request, whatever its outcome (SPEC §5). Never holds a secret."""
+
+    class Outcome(models.TextChoices):
+        ISSUED = "issued", _("issued")
+        INVALID = "invalid", _("invalid")
+        FORBIDDEN = "forbidden", _("forbidden")
+        NOT_FOUND = "not_found", _("not found")
+        RATE_LIMITED = "rate_limited", _("rate limited")
+        UPSTREAM_ERROR = "upstream_error", _("upstream error")
+        UPSTREAM_UNAVAILABLE = "upstream_unavailable", _("upstream unavailable")
+        UPSTREAM_TIMEOUT = "upstream_timeout", _("upstream timeout")
+
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    # SET_NULL + the denormalised name keep the trail when a user or a preset is deleted.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="rt_token_requests",
+        verbose_name=_("user"),
+    )
+    username = models.CharField(_("username"), max_length=150, blank=True)
+    preset = models.ForeignKey(
+        SessionPreset,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="token_requests",
+        verbose_name=_("preset"),
+    )
+    preset_name = models.CharField(_("preset name"), max_length=64, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=24, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField(_("status code"))
+    upstream = models.CharField(_("upstream"), max_length=32, blank=True)
+    upstream_status = models.PositiveSmallIntegerField(_("upstream status"), null=True, blank=True)
+    upstream_request_id = models.CharField(_("upstream request id"), max_length=128, blank=True)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_message = models.TextField(_("error message"), blank=True)
+    session_config = models.JSONField(_("body sent upstream"), null=True, blank=True)
+    upstream_session_id = models.CharField(_("upstream session id"), max_length=128, blank=True)
+    expires_at = models.DateTimeField(_("key expires at"), null=True, blank=True)
+    secret_fingerprint = models.CharField(
+        _("key fingerprint"), max_length=64, blank=True, help_text=_("SHA-256 hex of the ephemeral key.")
+    )
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
+    upstream_ms = models.PositiveIntegerField(_("upstream time (ms)"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("token request")
+        verbose_name_plural = _("token requests")
+        indexes = [
+            # "What did this user request lately?" (admin, investigations).
+            models.Index(fields=["user", "created_at"], name="rt_tokenreq_user_time"),
+            # "Who received this key?": lookup by the leaked key's SHA-256.
+            models.Index(fields=["secret_fingerprint"], name="rt_tokenreq_fingerprint"),
+        ]
+
+    def __str__(self) -> str:
+        # Never render secrets here: __str__ lands in admin pages, tracebacks and logs.
+        when = f"{self.created_at:%Y-%m-%d %H:%M:%S}" if self.created_at else "-"
+        return f"{self.username or '-'} {self.preset_name or '-'} {self.outcome} @ {when}"

@@ -1,0 +1,280 @@
+"""The interface every upstream adapter implements, and the call/mapping logic they share.
+
+An adapter only knows its shape: the URL path, the auth header, how to turn a preset's session (seed
+vocabulary) into its request body, and how to turn its answer back into the seed's "Returns" shape.
+Transport, retries, error parsing and the mapping onto SPEC §4 codes live here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import requests
+
+from ..errors import IssueError
+from . import transport
+
+logger = logging.getLogger("django_rt_sessions.upstream")
+
+# Key-like tokens (sk-…, ek_…, sess keys) that an upstream error message may echo, even masked.
+_KEY_LIKE = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_\-*.]{4,}")
+MAX_ERROR_MESSAGE = 2000
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove secrets and anything key-shaped from text bound for logs or the audit table."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)[:MAX_ERROR_MESSAGE]
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    base_url: str
+    api_key: str | None
+    connect_timeout: float
+    read_timeout: float
+    max_retries: int
+    organization: str | None = None
+    project: str | None = None
+
+
+@dataclass
+class UpstreamSession:
+    """A successful answer, normalised to the seed endpoint's "Returns" shape."""
+
+    body: dict[str, Any]
+    secret: str
+    expires_at: int
+    session_id: str
+    status: int
+    request_id: str
+    elapsed_ms: int
+
+
+class UpstreamFailure(IssueError):
+    """An upstream failure mapped onto a SPEC code, with what staff need to investigate it.
+
+    `detail` (shown to the user) stays the generic text of the code; `error_message` is for the audit.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        *,
+        upstream_status: int | None = None,
+        error_code: str = "",
+        error_message: str = "",
+        request_id: str = "",
+        elapsed_ms: int | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(code, retry_after=retry_after)
+        self.upstream_status = upstream_status
+        self.error_code = error_code
+        self.error_message = error_message
+        self.request_id = request_id
+        self.elapsed_ms = elapsed_ms
+
+
+class Upstream:
+    """Base class of the adapters. Subclasses set the class attributes and the two translations."""
+
+    name: ClassVar[str]
+    api: ClassVar[str]  # "ga" or "beta": which connection flow a browser follows
+    path: ClassVar[str]
+
+    def build_body(self, session: dict[str, Any], expires_after_seconds: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def normalise(self, data: Any, sent_session: dict[str, Any]) -> dict[str, Any]:
+        """Turn a success answer into the seed's "Returns" shape; raise ValueError if unusable."""
+        raise NotImplementedError
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
+
+    def url(self, base_url: str) -> str:
+        return f"{base_url}{self.path}"
+
+    def connect_info(self, base_url: str) -> dict[str, str]:
+        """Where the browser connects with the ephemeral key (returned to it as `connect`)."""
+        ws_base = re.sub(r"^http", "ws", base_url)
+        return {
+            "api": self.api,
+            "webrtc_url": f"{base_url}/realtime/calls",
+            "websocket_url": f"{ws_base}/realtime?intent=transcription",
+        }
+
+    def check_config(self, config: UpstreamConfig) -> str | None:
+        """A configuration problem that makes calling pointless, as a message for the log, or None."""
+        return None
+
+    def create_session(
+        self,
+        body: dict[str, Any],
+        session: dict[str, Any],
+        config: UpstreamConfig,
+        *,
+        safety_identifier: str | None = None,
+    ) -> UpstreamSession:
+        """POST the body upstream; return the normalised session or raise UpstreamFailure."""
+        if not config.api_key:
+            logger.error("No OpenAI API key is configured: set RT_SESSIONS['API_KEY'] or OPENAI_API_KEY.")
+            raise UpstreamFailure(
+                "upstream_unavailable", error_code="no_api_key", error_message="No API key configured."
+            )
+        problem = self.check_config(config)
+        if problem:
+            logger.error(problem)
+            raise UpstreamFailure("upstream_unavailable", error_code="misconfigured", error_message=problem)
+
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **self.auth_headers(config.api_key),
+        }
+        if config.organization:
+            headers["OpenAI-Organization"] = config.organization
+        if config.project:
+            headers["OpenAI-Project"] = config.project
+        if safety_identifier:
+            headers["OpenAI-Safety-Identifier"] = safety_identifier
+
+        started = time.monotonic()
+        try:
+            response = transport.get_session(config.max_retries).post(
+                self.url(config.base_url),
+                json=body,
+                headers=headers,
+                timeout=(config.connect_timeout, config.read_timeout),
+                allow_redirects=False,
+            )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise self._transport_failure(
+                "upstream_unavailable", "connect_timeout", exc, started, config
+            ) from None
+        except requests.exceptions.Timeout as exc:
+            raise self._transport_failure("upstream_timeout", "read_timeout", exc, started, config) from None
+        except requests.exceptions.RequestException as exc:
+            raise self._transport_failure(
+                "upstream_unavailable", "connection_error", exc, started, config
+            ) from None
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        request_id = response.headers.get("x-request-id", "")[:128]
+
+        if response.status_code >= 400 or response.status_code < 200:
+            raise self._status_failure(response, request_id, elapsed_ms, config)
+        try:
+            normalised = self.normalise(response.json(), session)
+            secret = normalised["client_secret"]["value"]
+            expires_at = normalised["client_secret"]["expires_at"]
+            if not isinstance(secret, str) or not secret or not isinstance(expires_at, int):
+                raise ValueError("client secret missing")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            logger.warning(
+                "Upstream %s answered %s with an unusable body (%s); request id %s",
+                self.name,
+                response.status_code,
+                type(exc).__name__,
+                request_id or "-",
+            )
+            raise UpstreamFailure(
+                "upstream_error",
+                upstream_status=response.status_code,
+                error_code="invalid_response",
+                error_message="The upstream answered with a body that holds no usable client secret.",
+                request_id=request_id,
+                elapsed_ms=elapsed_ms,
+            ) from None
+        return UpstreamSession(
+            body=normalised,
+            secret=secret,
+            expires_at=expires_at,
+            session_id=str(normalised.get("id") or "")[:128],
+            status=response.status_code,
+            request_id=request_id,
+            elapsed_ms=elapsed_ms,
+        )
+
+    def _transport_failure(
+        self, code: str, error_code: str, exc: Exception, started: float, config: UpstreamConfig
+    ) -> UpstreamFailure:
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        # The exception text names the URL and the low-level error, never headers or body.
+        message = redact(f"{type(exc).__name__}: {exc}", config.api_key)
+        logger.warning("Upstream %s unreachable after %d ms: %s", self.name, elapsed_ms, message)
+        return UpstreamFailure(code, error_code=error_code, error_message=message, elapsed_ms=elapsed_ms)
+
+    def _status_failure(
+        self, response: requests.Response, request_id: str, elapsed_ms: int, config: UpstreamConfig
+    ) -> UpstreamFailure:
+        error_code, message = parse_error(response)
+        error_code = error_code or f"http_{response.status_code}"
+        message = redact(message, config.api_key)
+        retry_after = None
+        if response.status_code == 429:
+            code = "upstream_unavailable"
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        else:
+            code = "upstream_error"
+        if error_code == "beta_api_shape_disabled":
+            logger.error(
+                "The upstream refused the beta transcription_sessions endpoint (beta_api_shape_disabled): "
+                "set RT_SESSIONS['UPSTREAM'] = 'openai' to use POST /v1/realtime/client_secrets."
+            )
+        elif response.status_code in (401, 403):
+            logger.error(
+                "Upstream %s refused our credentials (%s %s): check RT_SESSIONS['API_KEY']; request id %s",
+                self.name,
+                response.status_code,
+                error_code,
+                request_id or "-",
+            )
+        else:
+            logger.warning(
+                "Upstream %s answered %s (%s); request id %s",
+                self.name,
+                response.status_code,
+                error_code,
+                request_id or "-",
+            )
+        return UpstreamFailure(
+            code,
+            upstream_status=response.status_code,
+            error_code=error_code[:64],
+            error_message=message,
+            request_id=request_id,
+            elapsed_ms=elapsed_ms,
+            retry_after=retry_after,
+        )
+
+
+def parse_error(response: requests.Response) -> tuple[str, str]:
+    """OpenAI's `{"error": {"code", "message", "type"}}`, as (code, message); tolerant of anything else."""
+    try:
+        data = response.json()
+    except ValueError:
+        return "", (response.text or response.reason or "")[:500]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type") or ""
+        return str(code), str(error.get("message") or "")
+    if isinstance(error, str):
+        return "", error
+    return "", str(data)[:500]
+
+
+def parse_retry_after(value: str | None) -> int | None:
+    """Retry-After in whole seconds (delta-seconds only; an HTTP date is rare from APIs)."""
+    if not value:
+        return None
+    try:
+        return max(1, int(float(value) + 0.999))
+    except ValueError:
+        return None

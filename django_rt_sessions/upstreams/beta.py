@@ -1,0 +1,51 @@
+"""The seed's beta shape: `POST {BASE_URL}/realtime/transcription_sessions`.
+
+Retired on api.openai.com (answers 400 `beta_api_shape_disabled`); still served by some compatible servers.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from .base import Upstream
+
+RETURNED_KEYS = (
+    "input_audio_format",
+    "input_audio_transcription",
+    "turn_detection",
+    "input_audio_noise_reduction",
+    "include",
+)
+
+
+class OpenAIBetaUpstream(Upstream):
+    name = "openai-beta"
+    api = "beta"
+    path = "/realtime/transcription_sessions"
+
+    def build_body(self, session: dict[str, Any], expires_after_seconds: int) -> dict[str, Any]:
+        # The beta shape has no TTL parameter: its keys expire after about a minute.
+        return copy.deepcopy(session)
+
+    def normalise(self, data: Any, sent_session: dict[str, Any]) -> dict[str, Any]:
+        secret = data["client_secret"]
+        result: dict[str, Any] = {
+            "client_secret": {"value": secret["value"], "expires_at": secret["expires_at"]},
+            "modalities": data.get("modalities") or ["text"],
+        }
+        for key in RETURNED_KEYS:
+            result[key] = data[key] if key in data else sent_session.get(key)
+        if result["input_audio_format"] is None:
+            result["input_audio_format"] = "pcm16"
+        result["id"] = data.get("id")
+        return result
+
+    def connect_info(self, base_url: str) -> dict[str, str]:
+        ws_base = re.sub(r"^http", "ws", base_url)
+        return {
+            "api": self.api,
+            "webrtc_url": f"{base_url}/realtime",
+            "websocket_url": f"{ws_base}/realtime?intent=transcription",
+        }
