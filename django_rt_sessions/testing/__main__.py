@@ -1,0 +1,65 @@
+"""Run the OpenAI stand-in in the foreground: ``python -m django_rt_sessions.testing [--port 8765]``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .server import DEFAULT_API_KEY, OpenAIStandIn
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m django_rt_sessions.testing",
+        description="Serve a local stand-in for OpenAI's Realtime transcription token endpoints.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port to bind, 0 for any (default: %(default)s)"
+    )
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the one API key accepted")
+    parser.add_argument(
+        "--beta-disabled",
+        action="store_true",
+        help="answer the beta transcription_sessions path with 400 beta_api_shape_disabled",
+    )
+    args = parser.parse_args(argv)
+
+    standin = OpenAIStandIn(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        beta_disabled=args.beta_disabled,
+        log_requests=True,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    # SIGTERM too, so a supervisor (or a test's terminate()) stops it as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, on_signal)
+    standin.start()
+    try:
+        print(f"OpenAI stand-in listening on {standin.url}", flush=True)
+        print(f"  UPSTREAM openai / openai-beta: BASE_URL={standin.base_url}", flush=True)
+        print(f"  UPSTREAM azure:                BASE_URL={standin.azure_base_url}", flush=True)
+        shown_key = standin.api_key if standin.api_key == DEFAULT_API_KEY else "<the --api-key value>"
+        print(f"  API_KEY={shown_key}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        standin.stop()
+        print("OpenAI stand-in stopped.", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
