@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Q
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,6 +26,7 @@ class RtSessionsView(APIView):
     """Authentication and permissions are the site's DRF defaults; only login is required here."""
 
     permission_classes = [IsAuthenticated]
+    renderer_classes = [JSONRenderer]  # every response is JSON, whatever the site's DRF defaults
 
     def get_exception_handler(self):  # type: ignore[no-untyped-def]
         return http.exception_handler

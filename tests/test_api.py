@@ -263,3 +263,20 @@ def test_successful_issuance_runs_at_most_six_queries(
     with django_assert_max_num_queries(6):
         response = post(api, {"language": "de"})
     assert response.status_code == 201
+
+
+def test_json_even_when_the_site_enables_the_browsable_api(
+    api: Client, preset: SessionPreset, upstream: Any, settings: Any
+) -> None:
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_RENDERER_CLASSES": [
+            "rest_framework.renderers.BrowsableAPIRenderer",
+            "rest_framework.renderers.JSONRenderer",
+        ],
+    }
+    response = api.get(PRESETS_URL, HTTP_ACCEPT="text/html,*/*;q=0.8")
+    assert response["Content-Type"] == "application/json"
+    response = post(api, {"preset": "nope"}, HTTP_ACCEPT="text/html,*/*;q=0.8")
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "preset_not_found"
