@@ -35,7 +35,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
     for key in ("USER_RATE", "IP_RATE"):
         value = getattr(rt_settings, key)
-        if value and not RATE_RE.match(value):
+        if value and not (isinstance(value, str) and RATE_RE.fullmatch(value)):
             messages.append(
                 checks.Error(
                     f"RT_SESSIONS['{key}'] is {value!r}, not a django-ratelimit rate.",

@@ -52,10 +52,11 @@ PRESET_KEYS = (
 MAX_PROMPT_LENGTH = 4000
 MIN_EXPIRES_AFTER, MAX_EXPIRES_AFTER = 10, 7200
 MAX_VAD_MS = 10000
-LANGUAGE_RE = re.compile(r"^[a-z]{2}$")
-SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
-# django-ratelimit's syntax: count/[multiplier]period, period one of s, m, h, d.
-RATE_RE = re.compile(r"^[1-9][0-9]*/[0-9]*[smhd]$")
+LANGUAGE_RE = re.compile(r"[a-z]{2}")
+SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,64}")
+# django-ratelimit's syntax: count/[multiplier]period, period one of s, m, h, d. All used with fullmatch
+# (a "$" would accept a trailing newline).
+RATE_RE = re.compile(r"[1-9][0-9]*/([1-9][0-9]*)?[smhd]")
 
 
 class PresetValidationError(ValueError):
@@ -117,7 +118,7 @@ def validate_session(session: Any, prefix: str = "session") -> dict[str, Any]:
                     errors.add(f"{field}.model", "Must be a non-empty string.")
                     model = None
             language = transcription.get("language")
-            if language is not None and not (isinstance(language, str) and LANGUAGE_RE.match(language)):
+            if language is not None and not (isinstance(language, str) and LANGUAGE_RE.fullmatch(language)):
                 errors.add(
                     f"{field}.language", "Must be an ISO-639-1 code: two lowercase letters, like 'fr'."
                 )
@@ -196,7 +197,7 @@ def validate_preset(data: Any) -> dict[str, Any]:
         "rate": data.get("rate") or "",
         "groups": data.get("groups") or [],
     }
-    if not isinstance(cleaned["name"], str) or not SLUG_RE.match(cleaned["name"]):
+    if not isinstance(cleaned["name"], str) or not SLUG_RE.fullmatch(cleaned["name"]):
         errors.add("name", "Required: letters, digits, hyphens or underscores, at most 64.")
     for key in ("title", "description"):
         if not isinstance(cleaned[key], str):
@@ -234,7 +235,7 @@ def _preset_option_errors(expires_after_seconds: Any, overridable: Any, rate: An
         errors.add("overridable", f"Must be a list drawn from: {', '.join(OVERRIDABLE_FIELDS)}.")
     elif len(set(overridable)) != len(overridable):
         errors.add("overridable", "Lists a field twice.")
-    if rate and (not isinstance(rate, str) or not RATE_RE.match(rate)):
+    if rate and (not isinstance(rate, str) or not RATE_RE.fullmatch(rate)):
         errors.add("rate", "Must look like 5/m (a count per s, m, h or d), or be empty.")
     return dict(errors)
 

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
+
+if TYPE_CHECKING:
+    from django_rt_sessions.testing import OpenAIStandIn
+
+logger = logging.getLogger("example_project.demo")
+
+_standin: OpenAIStandIn | None = None
+_standin_lock = threading.Lock()
+
+
+# Management commands that never call the upstream: they get no stand-in (and no log line about it).
+COMMANDS_WITHOUT_UPSTREAM = frozenset(
+    {
+        "changepassword",
+        "collectstatic",
+        "createsuperuser",
+        "demo_setup",
+        "makemigrations",
+        "migrate",
+        "rt_sessions_presets",
+        "rt_sessions_prune",
+        "showmigrations",
+        "sqlmigrate",
+    }
+)
+
+
+def needs_standin(argv: list[str] | None = None) -> bool:
+    """Whether this process may serve or issue tokens, so that it needs the stand-in.
+
+    `runserver` with its autoreloader runs twice: the parent only watches files and re-runs itself as a
+    child (RUN_MAIN=true) that serves the requests, so only the child needs a stand-in. Every other process
+    does (`runserver --noreload`, gunicorn workers, `manage.py rt_sessions_issue`, `shell`, a WSGI server
+    in a test) except the commands above.
+    """
+    argv = sys.argv if argv is None else argv
+    command = argv[1] if len(argv) > 1 else ""
+    if command in COMMANDS_WITHOUT_UPSTREAM:
+        return False
+    if command == "runserver" and "--noreload" not in argv[2:]:
+        return os.environ.get(DJANGO_AUTORELOAD_ENV) == "true"
+    return True
+
+
+def start_standin() -> OpenAIStandIn:
+    """Serve the OpenAI stand-in on loopback (once per process) and point RT_SESSIONS at it."""
+    global _standin
+    with _standin_lock:
+        if _standin is None:
+            from django_rt_sessions.testing import OpenAIStandIn
+
+            _standin = OpenAIStandIn(host="127.0.0.1", port=0).start()
+            rt_sessions = settings.RT_SESSIONS
+            azure = rt_sessions.get("UPSTREAM") == "azure"
+            # The app's settings object reads settings.RT_SESSIONS on every access, so this takes effect.
+            rt_sessions["BASE_URL"] = _standin.azure_base_url if azure else _standin.base_url
+            rt_sessions["API_KEY"] = _standin.api_key
+            logger.info(
+                "OPENAI_API_KEY is not set: the demo uses the local OpenAI stand-in at %s "
+                "(its ek_ keys are not accepted by OpenAI). Set OPENAI_API_KEY to use the real API.",
+                rt_sessions["BASE_URL"],
+            )
+        return _standin
+
+
+class DemoConfig(AppConfig):
+    name = "example_project.demo"
+    label = "demo"
+    verbose_name = "Demo"
+
+    def ready(self) -> None:
+        # With a key, the environment decides everything (OPENAI_BASE_URL, RT_UPSTREAM): no stand-in.
+        if os.environ.get("OPENAI_API_KEY"):
+            return
+        if needs_standin():
+            start_standin()

@@ -1,0 +1,136 @@
+"""Settings of the example project, read from the environment.
+
+DATABASE_URL      any dj-database-url URL; default: SQLite file db.sqlite3 at the repository root
+REDIS_URL         the shared cache for rate limits (django-redis); default: local memory (dev server only)
+OPENAI_API_KEY    the server-side key; without it the demo serves a local OpenAI stand-in (demo/apps.py)
+OPENAI_BASE_URL   the upstream base URL (required for RT_UPSTREAM=azure)
+RT_UPSTREAM       openai (default), openai-beta or azure
+DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+# INSECURE: a development-only key, public in this repository. Set DJANGO_SECRET_KEY anywhere else
+# (it also keys the OpenAI-Safety-Identifier HMAC).
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-example-project-dev-only-key"
+DEBUG = _env_bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    # Listed so that its system check of the rate-limit cache runs (see CACHES below).
+    "django_ratelimit",
+    "django_rt_sessions",
+    "example_project.demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL")
+if REDIS_URL:
+    # The rate limits count in this cache. django-redis increments atomically (one INCR); Django's built-in
+    # RedisCache increments in two round trips, so django-ratelimit warns about it (W001).
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "rt-sessions-example",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Local memory is per process: each process counts its own rate limits. That is right for the
+    # single-process development server this demo runs on, and wrong for anything with several workers or
+    # hosts, which is what django-ratelimit's E003 ("not a shared cache") and W001 ("not officially
+    # supported") are about. Production must set REDIS_URL, and then neither check is silenced.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# Behind a reverse proxy, REMOTE_ADDR is the proxy and every user shares one IP rate limit: set
+# RATELIMIT_IP_META_KEY to the header your proxy sets (see "Behind a proxy" in the README). Left unset here,
+# because the dev server is reached directly and a header a client can forge must not be trusted blindly.
+# RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
+
+# Only the keys that have values: django-rt-sessions has defaults for the rest (SPEC §2).
+RT_SESSIONS = {
+    key: value
+    for key, value in {
+        "UPSTREAM": os.environ.get("RT_UPSTREAM") or "openai",
+        "API_KEY": os.environ.get("OPENAI_API_KEY"),
+        "BASE_URL": os.environ.get("OPENAI_BASE_URL"),
+    }.items()
+    if value
+}
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "django_rt_sessions": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "example_project": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
