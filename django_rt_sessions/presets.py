@@ -194,8 +194,8 @@ def validate_preset(data: Any) -> dict[str, Any]:
         "default": data.get("default", False),
         "expires_after_seconds": data.get("expires_after_seconds", 60),
         "overridable": data.get("overridable", []),
-        "rate": data.get("rate") or "",
-        "groups": data.get("groups") or [],
+        "rate": "" if data.get("rate") is None else data["rate"],
+        "groups": [] if data.get("groups") is None else data["groups"],
     }
     if not isinstance(cleaned["name"], str) or not SLUG_RE.fullmatch(cleaned["name"]):
         errors.add("name", "Required: letters, digits, hyphens or underscores, at most 64.")
@@ -211,8 +211,8 @@ def validate_preset(data: Any) -> dict[str, Any]:
         _preset_option_errors(cleaned["expires_after_seconds"], cleaned["overridable"], cleaned["rate"])
     )
     groups = cleaned["groups"]
-    if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
-        errors.add("groups", "Must be a list of group names.")
+    if not isinstance(groups, list) or not all(isinstance(g, str) and 0 < len(g) <= 150 for g in groups):
+        errors.add("groups", "Must be a list of group names (at most 150 characters each).")
     try:
         cleaned["session"] = validate_session(data.get("session", {}))
     except PresetValidationError as exc:
@@ -235,7 +235,7 @@ def _preset_option_errors(expires_after_seconds: Any, overridable: Any, rate: An
         errors.add("overridable", f"Must be a list drawn from: {', '.join(OVERRIDABLE_FIELDS)}.")
     elif len(set(overridable)) != len(overridable):
         errors.add("overridable", "Lists a field twice.")
-    if rate and (not isinstance(rate, str) or not RATE_RE.fullmatch(rate)):
+    if rate != "" and (not isinstance(rate, str) or len(rate) > 32 or not RATE_RE.fullmatch(rate)):
         errors.add("rate", "Must look like 5/m (a count per s, m, h or d), or be empty.")
     return dict(errors)
 

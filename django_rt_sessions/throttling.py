@@ -8,6 +8,7 @@ counters; keys are the user's pk or the client IP, never a credential.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 
@@ -40,17 +41,35 @@ def client_ip(request: HttpRequest | None) -> str | None:
         ip = request.META.get(ip_meta)
     if not ip:
         return None
-    # A proxy header may carry a list ("client, proxy1"); the first entry is the client.
-    return str(ip).split(",")[0].strip() or None
+    # A proxy header may carry a list ("client, proxy1"); the first entry is the client. Anything that is
+    # not an address (a forged or "unknown" header) counts as no address: the IP limit then fails closed.
+    try:
+        return str(ipaddress.ip_address(str(ip).split(",")[0].strip()))
+    except ValueError:
+        return None
+
+
+def _ip_key(group: str, request: HttpRequest) -> str:
+    """The client IP masked like django-ratelimit's own "ip" key (an IPv6 /64 counts as one client)."""
+    ip = client_ip(request)
+    if ip is None:
+        raise ValueError("no usable client IP address")  # _check turns this into a refusal
+    if ":" in ip:
+        mask = getattr(settings, "RATELIMIT_IPV6_MASK", 64)
+    else:
+        mask = getattr(settings, "RATELIMIT_IPV4_MASK", 32)
+    return str(ipaddress.ip_network(f"{ip}/{mask}", strict=False).network_address)
 
 
 def _check(request: Any, group: str, key: Any, rate: str) -> None:
     try:
         usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
-    except (
-        Exception
-    ) as exc:  # e.g. django-redis' ConnectionInterrupted: RATELIMIT_FAIL_OPEN does not cover it
-        logger.error("The rate-limit cache failed (%s); refusing the request.", type(exc).__name__)
+    except Exception as exc:
+        # A cache outage (django-redis' ConnectionInterrupted, not covered by RATELIMIT_FAIL_OPEN) or a
+        # request without a usable client IP: refuse rather than let the request through uncounted.
+        logger.error(
+            "Rate limit %s could not be checked (%s); refusing the request.", group, type(exc).__name__
+        )
         raise IssueError(
             "rate_limited", "Rate limits cannot be checked right now; try again shortly.", retry_after=5
         ) from None
@@ -74,7 +93,7 @@ def check_limits(
     (management commands) only the user limit applies.
     """
     if request is not None and ip_rate:
-        _check(request, IP_GROUP, "ip", ip_rate)
+        _check(request, IP_GROUP, _ip_key, ip_rate)
     user_key = str(user.pk)
 
     def by_user(group: str, _request: Any) -> str:

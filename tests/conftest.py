@@ -22,7 +22,12 @@ SESSION = {
     "input_audio_format": "pcm16",
     "input_audio_noise_reduction": {"type": "far_field"},
     "input_audio_transcription": {"model": "gpt-4o-transcribe", "language": "fr", "prompt": ""},
-    "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500},
+    "turn_detection": {
+        "type": "server_vad",
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 500,
+    },
     "include": ["item.input_audio_transcription.logprobs"],
 }
 
@@ -98,5 +103,7 @@ def group(db: Any) -> Group:
 
 
 def post(client: Client, body: Any = None, **extra: Any) -> Any:
-    data = "" if body is None else (body if isinstance(body, (str, bytes)) else __import__("json").dumps(body))
+    data = (
+        "" if body is None else (body if isinstance(body, (str, bytes)) else __import__("json").dumps(body))
+    )
     return client.post(TRANSCRIBE_URL, data=data, content_type="application/json", **extra)

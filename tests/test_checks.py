@@ -1,0 +1,146 @@
+"""System checks for RT_SESSIONS (`manage.py check`)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from django_rt_sessions.checks import check_settings
+
+from .conftest import set_rt
+
+FINE = {"API_KEY": "sk-test", "BASE_URL": "https://api.openai.com/v1"}
+
+
+@pytest.fixture(autouse=True)
+def _no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def ids(settings: Any, **rt: Any) -> list[str]:
+    settings.RT_SESSIONS = rt
+    return [message.id for message in check_settings()]
+
+
+def test_a_good_configuration_passes(settings: Any) -> None:
+    assert ids(settings, **FINE) == []
+
+
+def test_the_defaults_with_an_api_key_pass(settings: Any) -> None:
+    assert ids(settings, API_KEY="sk-test") == []
+
+
+@pytest.mark.parametrize("upstream", ["openai", "openai-beta", "azure", "myproject.upstreams.Custom"])
+def test_e001_not_for_known_or_dotted_upstreams(settings: Any, upstream: str) -> None:
+    assert "rt_sessions.E001" not in ids(settings, **FINE, UPSTREAM=upstream)
+
+
+@pytest.mark.parametrize("upstream", ["bogus", "OpenAI", "", "azure-openai"])
+def test_e001_for_an_unknown_upstream(settings: Any, upstream: str) -> None:
+    assert ids(settings, **FINE, UPSTREAM=upstream) == ["rt_sessions.E001"]
+
+
+def test_e002_for_azure_without_base_url(settings: Any) -> None:
+    assert ids(settings, API_KEY="sk-test", UPSTREAM="azure") == ["rt_sessions.E002"]
+
+
+def test_e002_not_for_azure_with_base_url(settings: Any) -> None:
+    base = "https://res.openai.azure.com/openai/v1"
+    assert ids(settings, API_KEY="sk-test", UPSTREAM="azure", BASE_URL=base) == []
+
+
+def test_e002_not_for_azure_with_base_url_from_env(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://res.openai.azure.com/openai/v1")
+    assert ids(settings, API_KEY="sk-test", UPSTREAM="azure") == []
+
+
+@pytest.mark.parametrize("upstream", ["openai", "openai-beta"])
+def test_e002_not_for_other_upstreams_without_base_url(settings: Any, upstream: str) -> None:
+    assert ids(settings, API_KEY="sk-test", UPSTREAM=upstream) == []
+
+
+@pytest.mark.parametrize("key", ["USER_RATE", "IP_RATE"])
+@pytest.mark.parametrize("rate", ["ten per minute", "10/min", "0/m", "10", 10, "5/0m"], ids=str)
+def test_e003_for_a_bad_rate(settings: Any, key: str, rate: Any) -> None:
+    assert ids(settings, **FINE, **{key: rate}) == ["rt_sessions.E003"]
+
+
+@pytest.mark.parametrize("key", ["USER_RATE", "IP_RATE"])
+@pytest.mark.parametrize("rate", ["10/m", "1/s", "100/h", "5/10m", None, ""])
+def test_e003_not_for_a_good_or_disabled_rate(settings: Any, key: str, rate: Any) -> None:
+    assert ids(settings, **FINE, **{key: rate}) == []
+
+
+def test_e003_for_each_bad_rate(settings: Any) -> None:
+    settings.RT_SESSIONS = {**FINE, "USER_RATE": "x", "IP_RATE": "y"}
+    messages = check_settings()
+    assert [m.id for m in messages] == ["rt_sessions.E003", "rt_sessions.E003"]
+    assert "USER_RATE" in messages[0].msg
+    assert "IP_RATE" in messages[1].msg
+
+
+def test_w001_without_an_api_key_in_production(settings: Any) -> None:
+    settings.DEBUG = False
+    assert ids(settings, BASE_URL="https://api.openai.com/v1") == ["rt_sessions.W001"]
+
+
+def test_w001_not_in_debug(settings: Any) -> None:
+    settings.DEBUG = True
+    assert ids(settings, BASE_URL="https://api.openai.com/v1") == []
+
+
+def test_w001_not_with_the_key_in_the_environment(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.DEBUG = False
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    assert ids(settings) == []
+
+
+def test_w001_is_a_warning_and_the_others_errors(settings: Any) -> None:
+    settings.DEBUG = False
+    settings.RT_SESSIONS = {"UPSTREAM": "bogus", "USER_RATE": "x"}
+    levels = {m.id: m.is_serious() for m in check_settings()}
+    assert levels == {"rt_sessions.E001": True, "rt_sessions.E003": True, "rt_sessions.W001": False}
+
+
+def test_check_ids_are_unique_per_problem(settings: Any) -> None:
+    """Each kind of problem has its own id, and an id always means the same problem (same hint)."""
+    settings.DEBUG = False
+    problems = {
+        "unknown upstream": {"UPSTREAM": "bogus"},
+        "azure without base url": {"UPSTREAM": "azure"},
+        "bad user rate": {"UPSTREAM": "openai", "USER_RATE": "x"},
+        "bad ip rate": {"UPSTREAM": "openai", "IP_RATE": "y"},
+        "no api key": {},
+    }
+    ids_by_problem: dict[str, set[str]] = {}
+    hints_by_id: dict[str, set[str]] = {}
+    for problem, rt in problems.items():
+        settings.RT_SESSIONS = rt
+        for message in check_settings():
+            ids_by_problem.setdefault(problem, set()).add(message.id)
+            hints_by_id.setdefault(message.id, set()).add(message.hint)
+    own = {
+        problem: found - ids_by_problem["no api key"] if problem != "no api key" else found
+        for problem, found in ids_by_problem.items()
+    }
+    assert own == {
+        "unknown upstream": {"rt_sessions.E001"},
+        "azure without base url": {"rt_sessions.E002"},
+        "bad user rate": {"rt_sessions.E003"},
+        "bad ip rate": {"rt_sessions.E003"},
+        "no api key": {"rt_sessions.W001"},
+    }
+    assert all(len(hints) == 1 for hints in hints_by_id.values())
+
+
+def test_the_check_is_registered(settings: Any) -> None:
+    set_rt(settings, UPSTREAM="bogus")
+    with pytest.raises(SystemCheckError, match=r"rt_sessions\.E001"):
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+    set_rt(settings, UPSTREAM="openai")
+    call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
