@@ -39,6 +39,7 @@ class IssueError(Exception):
         self.detail = detail or default_detail
         self.errors = errors
         self.retry_after = retry_after
+        self.token_request: Any = None  # the audit row, once the issuing service has recorded it
         super().__init__(f"{code}: {self.detail}")
 
     def as_body(self) -> dict[str, Any]:

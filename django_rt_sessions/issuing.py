@@ -75,7 +75,7 @@ def issue_session(context: IssueContext, payload: Any, *, dry_run: bool = False)
         issued = _issue(context, payload, attempt, dry_run)
     except IssueError as error:
         if not dry_run:
-            _record_failure(context, attempt, error)
+            error.token_request = _record_failure(context, attempt, error)
         raise
     except Exception:
         if not dry_run:

@@ -47,7 +47,13 @@ class SessionPreset(models.Model):
         constraints = [
             # The database, not only the form, guarantees a single default preset.
             models.UniqueConstraint(
-                fields=["default"], condition=Q(default=True), name="rt_sessions_single_default_preset"
+                fields=["default"],
+                condition=Q(default=True),
+                name="rt_sessions_single_default_preset",
+                violation_error_message=_(
+                    "Another preset is already the default. Untick it there, or use the “Make the selected "
+                    "preset the default” action in the preset list."
+                ),
             ),
         ]
 
@@ -110,10 +116,28 @@ class TokenRequest(models.Model):
         verbose_name = _("token request")
         verbose_name_plural = _("token requests")
         indexes = [
-            # "What did this user request lately?" (admin, investigations).
+            # created_at has its own index (db_index): the list's ordering, date filters, the chart, prune.
+            # "What did this user request lately?" (investigations, the user's admin history).
             models.Index(fields=["user", "created_at"], name="rt_tokenreq_user_time"),
-            # "Who received this key?": lookup by the leaked key's SHA-256.
-            models.Index(fields=["secret_fingerprint"], name="rt_tokenreq_fingerprint"),
+            # Admin search by username, which survives the user's deletion.
+            models.Index(fields=["username", "created_at"], name="rt_tokenreq_username_time"),
+            # "Who received this key?": lookup by SHA-256 of a leaked key. Partial: only issued rows have one.
+            models.Index(
+                fields=["secret_fingerprint"],
+                name="rt_tokenreq_fingerprint",
+                condition=~Q(secret_fingerprint=""),
+            ),
+            # Admin search by the ids OpenAI support and logs talk about.
+            models.Index(
+                fields=["upstream_session_id"],
+                name="rt_tokenreq_session_id",
+                condition=~Q(upstream_session_id=""),
+            ),
+            models.Index(
+                fields=["upstream_request_id"],
+                name="rt_tokenreq_request_id",
+                condition=~Q(upstream_request_id=""),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from ...audit_export import csv_lines, jsonl_lines
+from ...models import TokenRequest
+
+
+def _moment(value: str, option: str, *, end: bool) -> dt.datetime:
+    """A date (whole day, in the site's time zone) or an ISO 8601 date-time."""
+    moment = parse_datetime(value)
+    if moment is None:
+        day = parse_date(value)
+        if day is None:
+            raise CommandError(f"{option} {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time.")
+        # --until DAY includes that whole day.
+        moment = dt.datetime.combine(day + dt.timedelta(days=1) if end else day, dt.time.min)
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)
+    return moment
+
+
+class Command(BaseCommand):
+    help = "Stream audit rows (TokenRequest) as JSON Lines or CSV, oldest first, for a SIEM or an auditor."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        export = sub.add_parser("export", help="Write audit rows to standard output (or --output FILE).")
+        export.add_argument("--since", help="From this date (inclusive) or date-time.")
+        export.add_argument("--until", help="Up to this date (inclusive) or date-time (exclusive).")
+        export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="Default: jsonl.")
+        export.add_argument("--output", help="Write to this file instead of standard output.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        rows = TokenRequest.objects.order_by("created_at", "id")
+        if options["since"]:
+            rows = rows.filter(created_at__gte=_moment(options["since"], "--since", end=False))
+        if options["until"]:
+            rows = rows.filter(created_at__lt=_moment(options["until"], "--until", end=True))
+        lines = csv_lines(rows) if options["format"] == "csv" else jsonl_lines(rows)
+        if not options["output"]:
+            for line in lines:
+                self.stdout.write(line, ending="")
+            return
+        try:
+            with open(options["output"], "w", encoding="utf-8", newline="") as handle:
+                count = sum(handle.write(line) > 0 for line in lines)
+        except OSError as exc:
+            raise CommandError(f"Cannot write {options['output']}: {exc.strerror}.") from None
+        rows_written = count - 1 if options["format"] == "csv" else count
+        self.stderr.write(f"Wrote {rows_written} audit rows to {options['output']}.")
