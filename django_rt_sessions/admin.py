@@ -8,12 +8,19 @@ import re
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotAllowed,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -147,10 +154,12 @@ class SessionPresetAdmin(admin.ModelAdmin):
     def duplicate(self, request: HttpRequest, queryset: QuerySet) -> None:
         names = set(SessionPreset.objects.values_list("name", flat=True))
         copies = []
-        for preset in queryset.prefetch_related("groups"):
+        for preset in queryset:
             name = _unique_name(f"{preset.name}-copy", names)
             names.add(name)
             groups = list(preset.groups.all())
+            # The admin queryset prefetches groups: drop that cache, or set() would think them linked.
+            preset._prefetched_objects_cache = {}
             preset.pk = preset.id = None
             preset._state.adding = True
             preset.name, preset.default, preset.active, preset.updated_by = name, False, False, request.user
@@ -452,11 +461,14 @@ class TokenRequestAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def export_view(self, request: HttpRequest) -> StreamingHttpResponse:
+    def export_view(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         """The changelist's current selection (filters, search, date drill-down) as a streamed CSV."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseBadRequest("Invalid filter parameters.")
         queryset = changelist.get_queryset(request).order_by("-created_at", "-id")
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
         response = StreamingHttpResponse(

@@ -13,13 +13,17 @@ from ...models import TokenRequest
 
 def _moment(value: str, option: str, *, end: bool) -> dt.datetime:
     """A date (whole day, in the site's time zone) or an ISO 8601 date-time."""
-    moment = parse_datetime(value)
-    if moment is None:
-        day = parse_date(value)
-        if day is None:
-            raise CommandError(f"{option} {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time.")
+    # A bare date first: Python 3.11's fromisoformat would read it as midnight, losing "the whole day".
+    try:
+        day = parse_date(value) if len(value) == 10 else None
+        moment = None if day else parse_datetime(value)
+    except ValueError:  # well-formed but impossible, like 2026-02-30
+        day = moment = None
+    if day is not None:
         # --until DAY includes that whole day.
         moment = dt.datetime.combine(day + dt.timedelta(days=1) if end else day, dt.time.min)
+    if moment is None:
+        raise CommandError(f"{option} {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time.")
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
     return moment
