@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RETRIES": 2,
     "USER_RATE": "10/m",
     "IP_RATE": "60/m",
+    "RATE_LIMIT_FAIL_OPEN": False,
     "AUDIT_RETENTION_DAYS": 90,
 }
 
@@ -85,6 +86,10 @@ class Settings:
     @property
     def IP_RATE(self) -> str | None:
         return self._get("IP_RATE") or None
+
+    @property
+    def RATE_LIMIT_FAIL_OPEN(self) -> bool:
+        return bool(self._get("RATE_LIMIT_FAIL_OPEN"))
 
     @property
     def AUDIT_RETENTION_DAYS(self) -> int:

@@ -11,6 +11,16 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     "preset_forbidden": (403, "forbidden", "You are not allowed to use this preset."),
     "preset_not_found": (404, "not_found", "No such preset."),
     "rate_limited": (429, "rate_limited", "Too many token requests; try again later."),
+    "rate_limit_unavailable": (
+        503,
+        "rate_limit_unavailable",
+        "Rate limits cannot be checked right now; try again shortly.",
+    ),
+    "service_unavailable": (
+        503,
+        "service_unavailable",
+        "The service is temporarily unavailable; try again shortly.",
+    ),
     "upstream_error": (502, "upstream_error", "The transcription service could not create a session."),
     "upstream_unavailable": (
         503,

@@ -6,6 +6,7 @@ EXCEPTION_HANDLER (and the site's own handler never reshapes our errors).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -14,6 +15,10 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from .errors import IssueError
+from .issuing import DATABASE_DOWN_ERRORS  # connection failures only; IntegrityError & co. stay 500s
+
+logger = logging.getLogger("django_rt_sessions.views")
+DATABASE_DOWN_RETRY_AFTER = 5
 
 
 def error_response(error: IssueError) -> Response:
@@ -26,6 +31,12 @@ def error_response(error: IssueError) -> Response:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, IssueError):
         return error_response(exc)
+    if isinstance(exc, DATABASE_DOWN_ERRORS):
+        # The database is down or restarting (authentication, the preset or the audit row need it). A
+        # token is never handed out unaudited, so this is a clean 503; the connection is discarded at the
+        # end of the request and the next one reconnects.
+        logger.error("Database unavailable during a token request: %s", type(exc).__name__)
+        return error_response(IssueError("service_unavailable", retry_after=DATABASE_DOWN_RETRY_AFTER))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 
@@ -27,6 +28,7 @@ logger = logging.getLogger("django_rt_sessions.issuing")
 
 REQUEST_FIELDS = ("preset", *OVERRIDABLE_FIELDS)
 NOISE_REDUCTION_CHOICES = ("near_field", "far_field")
+DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -77,11 +79,19 @@ def issue_session(context: IssueContext, payload: Any, *, dry_run: bool = False)
         if not dry_run:
             error.token_request = _record_failure(context, attempt, error)
         raise
-    except Exception:
+    except Exception as exc:
         if not dry_run:
-            _record_failure(
-                context, attempt, IssueError("upstream_error", "Internal error."), status_code=500
-            )
+            down = isinstance(exc, DATABASE_DOWN_ERRORS)
+            try:
+                _record_failure(
+                    context,
+                    attempt,
+                    IssueError("upstream_error", "Internal error."),
+                    status_code=503 if down else 500,
+                )
+            except DATABASE_DOWN_ERRORS:
+                # Nothing can be audited, so nothing is handed out either: the view answers 503.
+                logger.error("The audit row of a failed token request could not be written: database down.")
         raise
     return issued
 

@@ -70,6 +70,7 @@ class TokenRequest(models.Model):
         FORBIDDEN = "forbidden", _("forbidden")
         NOT_FOUND = "not_found", _("not found")
         RATE_LIMITED = "rate_limited", _("rate limited")
+        RATE_LIMIT_UNAVAILABLE = "rate_limit_unavailable", _("rate limits unavailable")
         UPSTREAM_ERROR = "upstream_error", _("upstream error")
         UPSTREAM_UNAVAILABLE = "upstream_unavailable", _("upstream unavailable")
         UPSTREAM_TIMEOUT = "upstream_timeout", _("upstream timeout")

@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 from django_ratelimit.core import get_usage
 
+from .conf import rt_settings
 from .errors import IssueError
 
 logger = logging.getLogger("django_rt_sessions.throttling")
@@ -24,6 +25,7 @@ logger = logging.getLogger("django_rt_sessions.throttling")
 IP_GROUP = "rt_sessions.ip"
 USER_GROUP = "rt_sessions.user"
 PRESET_USER_GROUP = "rt_sessions.preset-user.{preset_pk}"
+CACHE_DOWN_RETRY_AFTER = 5
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
@@ -53,7 +55,7 @@ def _ip_key(group: str, request: HttpRequest) -> str:
     """The client IP masked like django-ratelimit's own "ip" key (an IPv6 /64 counts as one client)."""
     ip = client_ip(request)
     if ip is None:
-        raise ValueError("no usable client IP address")  # _check turns this into a refusal
+        return "unknown"  # requests without a usable address share one counter
     if ":" in ip:
         mask = getattr(settings, "RATELIMIT_IPV6_MASK", 64)
     else:
@@ -64,24 +66,27 @@ def _ip_key(group: str, request: HttpRequest) -> str:
 def _check(request: Any, group: str, key: Any, rate: str) -> None:
     try:
         usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
-    except Exception as exc:
-        # A cache outage (django-redis' ConnectionInterrupted, not covered by RATELIMIT_FAIL_OPEN) or a
-        # request without a usable client IP: refuse rather than let the request through uncounted.
-        logger.error(
-            "Rate limit %s could not be checked (%s); refusing the request.", group, type(exc).__name__
-        )
-        raise IssueError(
-            "rate_limited", "Rate limits cannot be checked right now; try again shortly.", retry_after=5
-        ) from None
+    except (
+        Exception
+    ) as exc:  # e.g. django-redis' ConnectionInterrupted: RATELIMIT_FAIL_OPEN does not cover it
+        _cache_failed(group, type(exc).__name__)
+        return
     if usage is None or not usage["should_limit"]:
         return
     if usage["time_left"] < 0:
-        # get_usage reports a cache that failed to count as "limited, -1 s left": fail closed.
-        logger.error("The rate-limit cache did not count a request for %s; refusing it.", group)
-        raise IssueError(
-            "rate_limited", "Rate limits cannot be checked right now; try again shortly.", retry_after=5
-        )
+        # get_usage's way of saying the cache did not count the request (it answered None).
+        _cache_failed(group, "no count")
+        return
     raise IssueError("rate_limited", retry_after=max(1, int(usage["time_left"])))
+
+
+def _cache_failed(group: str, why: str) -> None:
+    """A rate-limit cache outage: refuse (the default, protecting the budget) or, if set, let through."""
+    if rt_settings.RATE_LIMIT_FAIL_OPEN:
+        logger.error("Rate limit %s could not be checked (%s); letting the request through.", group, why)
+        return
+    logger.error("Rate limit %s could not be checked (%s); refusing the request.", group, why)
+    raise IssueError("rate_limit_unavailable", retry_after=CACHE_DOWN_RETRY_AFTER)
 
 
 def check_limits(

@@ -8,7 +8,6 @@ first waits out a window that is about to end.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 import zlib
 from typing import Any
@@ -234,16 +233,20 @@ def test_forwarded_for_list_uses_the_first_address(
     assert [r.outcome for r in rows] == ["issued", "issued", "rate_limited", "issued"]
 
 
-def test_unparseable_forwarded_for_is_refused_and_audited_never_500(
-    api: Client, preset: SessionPreset, upstream: Any, settings: Any
+def test_addressless_requests_share_one_ip_counter_and_are_audited_never_500(
+    api: Client, preset: SessionPreset, upstream: Any, settings: Any, django_user_model: Any
 ) -> None:
+    """A proxy header that holds no address ("unknown" is common): the audit's client_ip stays empty, never
+    the raw header text (PostgreSQL's inet column would refuse it: a 500 and no row), and every such
+    request counts against one shared per-IP counter, so forging the header cannot escape the IP limit."""
     settings.RATELIMIT_IP_META_KEY = "HTTP_X_FORWARDED_FOR"
-    """A proxy header that holds no address ("unknown" is common): the audit's client_ip is an IP address
-    or empty, never the raw header text (PostgreSQL's inet column would refuse it: a 500 and no row)."""
-    response = post(api, {}, HTTP_X_FORWARDED_FOR="unknown", REMOTE_ADDR="10.0.0.9")
-    assert response.status_code in (201, 429), response.content
-    row = TokenRequest.objects.get()
-    assert row.client_ip is None or ipaddress.ip_address(row.client_ip)
+    set_rt(settings, USER_RATE=None, IP_RATE="1/m")
+    fresh_window("unknown")
+    assert post(api, {}, HTTP_X_FORWARDED_FOR="unknown", REMOTE_ADDR="10.0.0.9").status_code == 201
+    bob = Client()
+    bob.force_login(django_user_model.objects.create_user("bob"))
+    assert_rate_limited(post(bob, {}, HTTP_X_FORWARDED_FOR="not-an-ip", REMOTE_ADDR="10.0.0.10"))
+    assert list(TokenRequest.objects.values_list("client_ip", flat=True)) == [None, None]
 
 
 # ------------------------------------------------------------------------------- what consumes the limit
@@ -353,12 +356,35 @@ def test_broken_cache_fails_closed(
     user_rate, ip_rate = rates
     set_rt(settings, USER_RATE=user_rate, IP_RATE=ip_rate)
     response = post(api, {})
-    assert response.status_code == 429, response.content
-    assert response.json()["code"] == "rate_limited"
-    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response.status_code == 503, response.content
+    assert response.json() == {
+        "detail": "Rate limits cannot be checked right now; try again shortly.",
+        "code": "rate_limit_unavailable",
+    }
+    assert response["Retry-After"] == "5"
     assert upstream.requests == []
     row = TokenRequest.objects.get()
-    assert (row.outcome, row.status_code, row.error_code) == ("rate_limited", 429, "rate_limited")
+    assert (row.outcome, row.status_code, row.error_code) == (
+        "rate_limit_unavailable",
+        503,
+        "rate_limit_unavailable",
+    )
+
+
+@pytest.mark.parametrize("kind", ["raising", "django-redis-down"])
+def test_broken_cache_fails_open_when_configured(
+    api: Client,
+    preset: SessionPreset,
+    upstream: Any,
+    settings: Any,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings.CACHES = {**settings.CACHES, "ratelimit-broken": BROKEN_CACHES[kind]()}
+    settings.RATELIMIT_USE_CACHE = "ratelimit-broken"
+    set_rt(settings, USER_RATE="1/m", IP_RATE="1/m", RATE_LIMIT_FAIL_OPEN=True)
+    assert [post(api, {}).status_code for _ in range(2)] == [201, 201]
+    assert "letting the request through" in caplog.text
 
 
 def test_no_limits_configured_does_not_touch_the_cache(
