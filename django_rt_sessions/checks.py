@@ -1,14 +1,29 @@
-"""System checks for RT_SESSIONS (`manage.py check`)."""
+"""System checks for RT_SESSIONS (`manage.py check`). Every id is listed in the README."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import checks
 
 from .conf import rt_settings
 from .presets import RATE_RE
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# Caches whose counts are not shared between processes (or not kept at all).
+UNSHARED_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
+)
+TIMEOUT_RANGE = (0.1, 120.0)
+MAX_RETRIES_RANGE = (0, 10)
+
+
+def _is_loopback(host: str | None) -> bool:
+    return bool(host) and (host in LOOPBACK_HOSTS or host.startswith("127."))  # type: ignore[union-attr]
 
 
 @checks.register()
@@ -43,12 +58,69 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="rt_sessions.E003",
                 )
             )
-    if not rt_settings.API_KEY and not settings.DEBUG:
+    base = urlsplit(rt_settings.BASE_URL)
+    if upstream == "openai-beta" and base.hostname == "api.openai.com":
         messages.append(
-            checks.Warning(
-                "No OpenAI API key is configured: every token request will answer 503.",
-                hint="Set the OPENAI_API_KEY environment variable or RT_SESSIONS['API_KEY'].",
-                id="rt_sessions.W001",
+            checks.Error(
+                "RT_SESSIONS['UPSTREAM'] is 'openai-beta' but BASE_URL is api.openai.com, which retired the "
+                "beta transcription_sessions endpoint (it answers beta_api_shape_disabled).",
+                hint="Set RT_SESSIONS['UPSTREAM'] = 'openai' (POST /v1/realtime/client_secrets).",
+                id="rt_sessions.E004",
             )
         )
+    if base.scheme != "https" and not settings.DEBUG and not _is_loopback(base.hostname):
+        messages.append(
+            checks.Error(
+                f"RT_SESSIONS['BASE_URL'] is {rt_settings.BASE_URL!r}: the API key would travel unencrypted.",
+                hint="Use an https:// BASE_URL (plain http is accepted for loopback or with DEBUG).",
+                id="rt_sessions.E005",
+            )
+        )
+    messages.extend(_check_numbers())
+    if not settings.DEBUG:
+        cache_alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
+        backend = settings.CACHES.get(cache_alias, {}).get("BACKEND", "")
+        if (rt_settings.USER_RATE or rt_settings.IP_RATE) and backend in UNSHARED_CACHES:
+            messages.append(
+                checks.Error(
+                    f"The rate-limit cache {cache_alias!r} ({backend.rsplit('.', 1)[-1]}) is not shared "
+                    "between processes: each worker would count its own limits.",
+                    hint="Use Redis through django-redis (CACHES or RATELIMIT_USE_CACHE); see the README.",
+                    id="rt_sessions.E007",
+                )
+            )
+        if not rt_settings.API_KEY:
+            messages.append(
+                checks.Warning(
+                    "No OpenAI API key is configured: every token request will answer 503.",
+                    hint="Set the OPENAI_API_KEY environment variable or RT_SESSIONS['API_KEY'].",
+                    id="rt_sessions.W001",
+                )
+            )
     return messages
+
+
+def _check_numbers() -> list[checks.CheckMessage]:
+    problems = []
+    for key in ("CONNECT_TIMEOUT", "READ_TIMEOUT"):
+        try:
+            value = getattr(rt_settings, key)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not TIMEOUT_RANGE[0] <= value <= TIMEOUT_RANGE[1]:
+            low, high = TIMEOUT_RANGE
+            problems.append(f"RT_SESSIONS['{key}'] must be a number of seconds from {low} to {high}.")
+    try:
+        retries = rt_settings.MAX_RETRIES
+    except (TypeError, ValueError):
+        retries = None
+    if retries is None or not MAX_RETRIES_RANGE[0] <= retries <= MAX_RETRIES_RANGE[1]:
+        problems.append(
+            f"RT_SESSIONS['MAX_RETRIES'] must be a whole number from 0 to {MAX_RETRIES_RANGE[1]}."
+        )
+    return [
+        checks.Error(
+            message, hint="Token requests wait for the upstream: keep these short.", id="rt_sessions.E006"
+        )
+        for message in problems
+    ]

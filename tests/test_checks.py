@@ -16,10 +16,16 @@ from .conftest import set_rt
 FINE = {"API_KEY": "sk-test", "BASE_URL": "https://api.openai.com/v1"}
 
 
+SHARED_CACHE = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/0"}
+
+
 @pytest.fixture(autouse=True)
-def _no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _production_like(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """No key in the environment, a shared rate-limit cache (only its BACKEND is read, never connected)."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    settings.CACHES = {**settings.CACHES, "ratelimit": SHARED_CACHE}
+    settings.RATELIMIT_USE_CACHE = "ratelimit"
 
 
 def ids(settings: Any, **rt: Any) -> list[str]:
@@ -61,7 +67,7 @@ def test_e002_not_for_azure_with_base_url_from_env(settings: Any, monkeypatch: p
 
 @pytest.mark.parametrize("upstream", ["openai", "openai-beta"])
 def test_e002_not_for_other_upstreams_without_base_url(settings: Any, upstream: str) -> None:
-    assert ids(settings, API_KEY="sk-test", UPSTREAM=upstream) == []
+    assert "rt_sessions.E002" not in ids(settings, API_KEY="sk-test", UPSTREAM=upstream)
 
 
 @pytest.mark.parametrize("key", ["USER_RATE", "IP_RATE"])
@@ -116,10 +122,21 @@ def test_check_ids_are_unique_per_problem(settings: Any) -> None:
         "bad user rate": {"UPSTREAM": "openai", "USER_RATE": "x"},
         "bad ip rate": {"UPSTREAM": "openai", "IP_RATE": "y"},
         "no api key": {},
+        "beta on openai": {"UPSTREAM": "openai-beta"},
+        "plain http": {"BASE_URL": "http://proxy.example/v1"},
+        "bad timeout": {"READ_TIMEOUT": 0},
+        "unshared cache": {"_cache": True},
     }
     ids_by_problem: dict[str, set[str]] = {}
     hints_by_id: dict[str, set[str]] = {}
     for problem, rt in problems.items():
+        unshared = rt.pop("_cache", False)
+        settings.CACHES = {
+            **settings.CACHES,
+            "ratelimit": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+            if unshared
+            else SHARED_CACHE,
+        }
         settings.RT_SESSIONS = rt
         for message in check_settings():
             ids_by_problem.setdefault(problem, set()).add(message.id)
@@ -134,8 +151,71 @@ def test_check_ids_are_unique_per_problem(settings: Any) -> None:
         "bad user rate": {"rt_sessions.E003"},
         "bad ip rate": {"rt_sessions.E003"},
         "no api key": {"rt_sessions.W001"},
+        "beta on openai": {"rt_sessions.E004"},
+        "plain http": {"rt_sessions.E005"},
+        "bad timeout": {"rt_sessions.E006"},
+        "unshared cache": {"rt_sessions.E007"},
     }
     assert all(len(hints) == 1 for hints in hints_by_id.values())
+
+
+def test_e004_for_the_beta_shape_on_api_openai_com(settings: Any) -> None:
+    assert ids(settings, **FINE, UPSTREAM="openai-beta") == ["rt_sessions.E004"]
+    assert (
+        ids(settings, API_KEY="sk-test", UPSTREAM="openai-beta", BASE_URL="https://compat.example/v1") == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("base_url", "debug", "expected"),
+    [
+        ("http://proxy.example/v1", False, ["rt_sessions.E005"]),
+        ("http://10.1.2.3:8080/v1", False, ["rt_sessions.E005"]),
+        ("ftp://api.example/v1", False, ["rt_sessions.E005"]),
+        ("http://proxy.example/v1", True, []),
+        ("http://127.0.0.1:8765/v1", False, []),
+        ("http://localhost:8765/v1", False, []),
+        ("http://[::1]:8765/v1", False, []),
+        ("https://proxy.example/v1", False, []),
+    ],
+)
+def test_e005_for_plain_http_outside_debug(settings: Any, base_url: str, debug: bool, expected: list) -> None:
+    settings.DEBUG = debug
+    assert ids(settings, API_KEY="sk-test", BASE_URL=base_url) == expected
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"CONNECT_TIMEOUT": 0},
+        {"CONNECT_TIMEOUT": -1},
+        {"READ_TIMEOUT": 600},
+        {"READ_TIMEOUT": "soon"},
+        {"MAX_RETRIES": -1},
+        {"MAX_RETRIES": 50},
+    ],
+    ids=str,
+)
+def test_e006_for_timeouts_and_retries_out_of_range(settings: Any, values: dict) -> None:
+    assert ids(settings, **FINE, **values) == ["rt_sessions.E006"]
+
+
+def test_e006_not_for_sensible_numbers(settings: Any) -> None:
+    assert ids(settings, **FINE, CONNECT_TIMEOUT=1, READ_TIMEOUT=30, MAX_RETRIES=0) == []
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache"],
+)
+def test_e007_for_an_unshared_rate_limit_cache_outside_debug(settings: Any, backend: str) -> None:
+    settings.CACHES = {**settings.CACHES, "ratelimit": {"BACKEND": backend}}
+    settings.DEBUG = False
+    assert ids(settings, **FINE) == ["rt_sessions.E007"]
+    settings.DEBUG = True
+    assert ids(settings, **FINE) == []
+    settings.DEBUG = False
+    assert ids(settings, **FINE, USER_RATE=None, IP_RATE=None) == []  # no limits: nothing to count
 
 
 def test_the_check_is_registered(settings: Any) -> None:
