@@ -16,6 +16,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
+from django.views.decorators.debug import sensitive_variables
 
 from . import throttling
 from .conf import rt_settings
@@ -52,7 +53,8 @@ class IssueContext:
 
 @dataclass
 class IssuedSession:
-    body: dict[str, Any]  # the 201 body: the seed's "Returns" shape plus `preset` and `connect`
+    # The 201 body: the seed's "Returns" shape plus `preset` and `connect`. Holds the ephemeral key.
+    body: dict[str, Any] = field(repr=False)
     token_request: TokenRequest | None
     upstream_body: dict[str, Any] = field(default_factory=dict)
 
@@ -67,6 +69,7 @@ class _Attempt:
     upstream_body: dict[str, Any] | None = None
 
 
+@sensitive_variables("issued")
 def issue_session(context: IssueContext, payload: Any, *, dry_run: bool = False) -> IssuedSession:
     """Issue one ephemeral transcription key for `context.user` as `payload` asks (SPEC §4 body).
 
@@ -101,6 +104,7 @@ def record_refusal(context: IssueContext, error: IssueError) -> TokenRequest:
     return _record_failure(context, _Attempt(), error)
 
 
+@sensitive_variables("config", "result", "body", "issued")
 def _issue(context: IssueContext, payload: Any, attempt: _Attempt, dry_run: bool) -> IssuedSession:
     overrides = _parse_payload(payload)
     preset_name = payload.get("preset")

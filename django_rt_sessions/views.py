@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from django.db.models import Q
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -44,6 +46,7 @@ class PresetListView(RtSessionsView):
         return Response({"results": PresetSerializer(presets, many=True).data})
 
 
+@method_decorator(sensitive_variables("issued"), name="post")
 class TranscriptionSessionView(RtSessionsView):
     parser_classes = [RawBodyParser]
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from ..errors import IssueError
 from . import transport
@@ -36,7 +37,7 @@ def redact(text: str, *secrets: str | None) -> str:
 @dataclass(frozen=True)
 class UpstreamConfig:
     base_url: str
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # kept out of reprs: they land in tracebacks and error reports
     connect_timeout: float
     read_timeout: float
     max_retries: int
@@ -48,8 +49,8 @@ class UpstreamConfig:
 class UpstreamSession:
     """A successful answer, normalised to the seed endpoint's "Returns" shape."""
 
-    body: dict[str, Any]
-    secret: str
+    body: dict[str, Any] = field(repr=False)  # holds the ephemeral key
+    secret: str = field(repr=False)
     expires_at: int
     session_id: str
     status: int
@@ -96,6 +97,7 @@ class Upstream:
         """Turn a success answer into the seed's "Returns" shape; raise ValueError if unusable."""
         raise NotImplementedError
 
+    @sensitive_variables("api_key")
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}
 
@@ -115,6 +117,7 @@ class Upstream:
         """A configuration problem that makes calling pointless, as a message for the log, or None."""
         return None
 
+    @sensitive_variables("config", "headers", "response", "normalised", "secret")
     def create_session(
         self,
         body: dict[str, Any],

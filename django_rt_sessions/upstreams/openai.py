@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from .base import Upstream, UpstreamConfig
 
 # Seed vocabulary -> GA audio format objects (SPEC §0), and back.
@@ -80,6 +82,7 @@ class OpenAIUpstream(Upstream):
 class AzureUpstream(OpenAIUpstream):
     name = "azure"
 
+    @sensitive_variables("api_key")
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"api-key": api_key}
 
