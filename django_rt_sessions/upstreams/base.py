@@ -89,6 +89,7 @@ class Upstream:
     name: ClassVar[str]
     api: ClassVar[str]  # "ga" or "beta": which connection flow a browser follows
     path: ClassVar[str]
+    webrtc_path: ClassVar[str] = "/realtime/calls"  # where a browser posts its SDP offer
 
     def build_body(self, session: dict[str, Any], expires_after_seconds: int) -> dict[str, Any]:
         raise NotImplementedError
@@ -109,7 +110,7 @@ class Upstream:
         ws_base = re.sub(r"^http", "ws", base_url)
         return {
             "api": self.api,
-            "webrtc_url": f"{base_url}/realtime/calls",
+            "webrtc_url": f"{base_url}{self.webrtc_path}",
             "websocket_url": f"{ws_base}/realtime?intent=transcription",
         }
 

@@ -6,7 +6,6 @@ Retired on api.openai.com (answers 400 `beta_api_shape_disabled`); still served 
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
 from .base import Upstream
@@ -24,6 +23,7 @@ class OpenAIBetaUpstream(Upstream):
     name = "openai-beta"
     api = "beta"
     path = "/realtime/transcription_sessions"
+    webrtc_path = "/realtime"  # the beta WebRTC flow posts the SDP offer here
 
     def build_body(self, session: dict[str, Any], expires_after_seconds: int) -> dict[str, Any]:
         # The beta shape has no TTL parameter: its keys expire after about a minute.
@@ -41,11 +41,3 @@ class OpenAIBetaUpstream(Upstream):
             result["input_audio_format"] = "pcm16"
         result["id"] = data.get("id")
         return result
-
-    def connect_info(self, base_url: str) -> dict[str, str]:
-        ws_base = re.sub(r"^http", "ws", base_url)
-        return {
-            "api": self.api,
-            "webrtc_url": f"{base_url}/realtime",
-            "websocket_url": f"{ws_base}/realtime?intent=transcription",
-        }
