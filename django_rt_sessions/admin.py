@@ -55,6 +55,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
         "vad_summary",
         "expires_after_seconds",
         "rate_display",
+        "daily_quota",
         "group_names",
         "last_changed",
     ]
@@ -81,7 +82,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        (_("Token lifetime and rate"), {"fields": ["expires_after_seconds", "rate"]}),
+        (_("Token lifetime and limits"), {"fields": ["expires_after_seconds", "rate", "daily_quota"]}),
         (_("What users may override"), {"fields": ["overridable"]}),
     ]
     change_fieldsets = [

@@ -193,6 +193,7 @@ class SessionPresetForm(forms.ModelForm):
             "groups",
             "expires_after_seconds",
             "rate",
+            "daily_quota",
         ]
         help_texts = {
             "name": _('Identifier browsers send as "preset": letters, digits, hyphens, underscores.'),

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "USER_RATE": "10/m",
     "IP_RATE": "60/m",
     "RATE_LIMIT_FAIL_OPEN": False,
+    "POLICY": None,
     "AUDIT_RETENTION_DAYS": 90,
 }
 
@@ -90,6 +91,10 @@ class Settings:
     @property
     def RATE_LIMIT_FAIL_OPEN(self) -> bool:
         return bool(self._get("RATE_LIMIT_FAIL_OPEN"))
+
+    @property
+    def POLICY(self) -> Any:
+        return self._get("POLICY") or None
 
     @property
     def AUDIT_RETENTION_DAYS(self) -> int:

@@ -9,6 +9,7 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     "invalid": (400, "invalid", "The request is invalid."),
     "override_not_allowed": (400, "invalid", "This preset does not let you change that setting."),
     "preset_forbidden": (403, "forbidden", "You are not allowed to use this preset."),
+    "quota_exceeded": (429, "rate_limited", "You have used today's quota for this preset."),
     "preset_not_found": (404, "not_found", "No such preset."),
     "rate_limited": (429, "rate_limited", "Too many token requests; try again later."),
     "rate_limit_unavailable": (
@@ -41,8 +42,11 @@ class IssueError(Exception):
         *,
         errors: dict[str, list[str]] | None = None,
         retry_after: int | None = None,
+        status: int | None = None,
     ) -> None:
-        status, outcome, default_detail = ERRORS[code]
+        # Codes outside ERRORS come from a site's POLICY: a refusal (403 unless it says otherwise).
+        default_status, outcome, default_detail = ERRORS.get(code, (403, "forbidden", "Request denied."))
+        status = status or default_status
         self.code = code
         self.status = status
         self.outcome = outcome

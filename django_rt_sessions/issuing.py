@@ -6,6 +6,7 @@ run records exactly one `TokenRequest`, whatever the outcome, before it returns 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import logging
@@ -13,16 +14,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError
+from django.dispatch import Signal
 from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from . import throttling
+from . import quotas, signals, throttling
 from .conf import rt_settings
 from .errors import IssueError
 from .models import SessionPreset, TokenRequest
-from .presets import OVERRIDABLE_FIELDS, PresetValidationError, apply_overrides
+from .policy import PolicyContext, get_policy
+from .presets import (
+    OVERRIDABLE_FIELDS,
+    PresetValidationError,
+    apply_overrides,
+    validate_preset_options,
+    validate_session,
+)
 from .upstreams import UpstreamFailure, get_config, get_upstream
 
 logger = logging.getLogger("django_rt_sessions.issuing")
@@ -76,11 +86,21 @@ def issue_session(context: IssueContext, payload: Any, *, dry_run: bool = False)
     Raises IssueError (with a SPEC code) on refusal. With dry_run, nothing is sent, counted or audited.
     """
     attempt = _Attempt()
+    if not dry_run:
+        _send(signals.token_requested, user=context.user, payload=payload, request=context.request)
     try:
         issued = _issue(context, payload, attempt, dry_run)
     except IssueError as error:
         if not dry_run:
             error.token_request = _record_failure(context, attempt, error)
+            _send(
+                signals.token_denied,
+                token_request=error.token_request,
+                user=context.user,
+                code=error.code,
+                status=error.status,
+                request=context.request,
+            )
         raise
     except Exception as exc:
         if not dry_run:
@@ -96,7 +116,26 @@ def issue_session(context: IssueContext, payload: Any, *, dry_run: bool = False)
                 # Nothing can be audited, so nothing is handed out either: the view answers 503.
                 logger.error("The audit row of a failed token request could not be written: database down.")
         raise
+    if not dry_run:
+        _send(
+            signals.token_issued,
+            token_request=issued.token_request,
+            user=context.user,
+            preset=attempt.preset,
+            request=context.request,
+        )
     return issued
+
+
+def _send(signal: Signal, **kwargs: Any) -> None:
+    """Send a signal; a failing receiver is logged, never turned into an error for the user."""
+    for receiver, response in signal.send_robust(sender=TokenRequest, **kwargs):
+        if isinstance(response, Exception):
+            logger.error(
+                "A receiver of a django-rt-sessions signal failed: %r",
+                receiver,
+                exc_info=(type(response), response, response.__traceback__),
+            )
 
 
 def record_refusal(context: IssueContext, error: IssueError) -> TokenRequest:
@@ -123,20 +162,26 @@ def _issue(context: IssueContext, payload: Any, attempt: _Attempt, dry_run: bool
         session = apply_overrides(preset.session, overrides)
     except PresetValidationError as exc:
         raise IssueError("invalid", "Some values are invalid.", errors=exc.errors) from None
+    session, expires_after_seconds = _apply_policy(context, preset, session, overrides)
 
     upstream = get_upstream()
     attempt.upstream_name = upstream.name
-    upstream_body = attempt.upstream_body = upstream.build_body(session, preset.expires_after_seconds)
+    upstream_body = attempt.upstream_body = upstream.build_body(session, expires_after_seconds)
     if dry_run:
         return IssuedSession(body={}, token_request=None, upstream_body=upstream_body)
 
     throttling.check_limits(
         context.user, preset, context.request, user_rate=rt_settings.USER_RATE, ip_rate=rt_settings.IP_RATE
     )
+    quota = quotas.reserve(context.user, preset)
     config = get_config()
-    result = upstream.create_session(
-        upstream_body, session, config, safety_identifier=_safety_identifier(context.user)
-    )
+    try:
+        result = upstream.create_session(
+            upstream_body, session, config, safety_identifier=_safety_identifier(context.user)
+        )
+    except IssueError:
+        quotas.refund(quota)  # no key was issued: the unit goes back
+        raise
     body = {**result.body, "preset": preset.name, "connect": upstream.connect_info(config.base_url)}
     token_request = TokenRequest.objects.create(
         **_audit_fields(context, attempt),
@@ -150,6 +195,30 @@ def _issue(context: IssueContext, payload: Any, attempt: _Attempt, dry_run: bool
         upstream_ms=result.elapsed_ms,
     )
     return IssuedSession(body=body, token_request=token_request, upstream_body=upstream_body)
+
+
+def _apply_policy(
+    context: IssueContext, preset: SessionPreset, session: dict[str, Any], overrides: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """Run the site's POLICY (if any): it may raise policy.Deny, or adjust the session and the TTL."""
+    policy = get_policy()
+    if policy is None:
+        return session, preset.expires_after_seconds
+    policy_context = PolicyContext(
+        user=context.user,
+        preset=preset,
+        session=copy.deepcopy(session),
+        expires_after_seconds=preset.expires_after_seconds,
+        overrides=dict(overrides),
+        request=context.request,
+    )
+    policy(policy_context)
+    try:
+        adjusted = validate_session(policy_context.session)
+        validate_preset_options(policy_context.expires_after_seconds, [], "")
+    except PresetValidationError as exc:
+        raise ImproperlyConfigured(f"RT_SESSIONS['POLICY'] produced an invalid session: {exc}") from None
+    return adjusted, policy_context.expires_after_seconds
 
 
 def _parse_payload(payload: Any) -> dict[str, Any]:

@@ -23,6 +23,12 @@ class SessionPreset(models.Model):
     session = models.JSONField(_("session configuration"), default=dict, blank=True)
     expires_after_seconds = models.PositiveIntegerField(_("token lifetime (seconds)"), default=60)
     overridable = models.JSONField(_("user may override"), default=list, blank=True)
+    daily_quota = models.PositiveIntegerField(
+        _("daily quota per user"),
+        null=True,
+        blank=True,
+        help_text=_("Sessions one user may get from this preset per day (site time zone). Empty: no quota."),
+    )
     rate = models.CharField(
         _("rate limit"), max_length=32, blank=True, help_text=_("e.g. 5/m; empty uses USER_RATE.")
     )
@@ -149,3 +155,22 @@ class TokenRequest(models.Model):
         # Never render secrets here: __str__ lands in admin pages, tracebacks and logs.
         when = f"{self.created_at:%Y-%m-%d %H:%M:%S}" if self.created_at else "-"
         return f"{self.username or '-'} {self.preset_name or '-'} {self.outcome} @ {when}"
+
+
+class QuotaUsage(models.Model):
+    """Today's count of a user's sessions from a preset with a daily quota (see quotas.py)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    preset = models.ForeignKey(SessionPreset, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("quota usage")
+        verbose_name_plural = _("quota usage")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "preset", "day"], name="rt_sessions_quota_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.preset_id} {self.day}: {self.count}"

@@ -24,6 +24,8 @@ def preset_as_json(preset: SessionPreset) -> dict[str, Any]:
     }
     if preset.rate:
         data["rate"] = preset.rate
+    if preset.daily_quota:
+        data["daily_quota"] = preset.daily_quota
     data["groups"] = sorted(group.name for group in preset.groups.all())
     return data
 

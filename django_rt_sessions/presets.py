@@ -47,6 +47,7 @@ PRESET_KEYS = (
     "expires_after_seconds",
     "overridable",
     "rate",
+    "daily_quota",
     "groups",
 )
 MAX_PROMPT_LENGTH = 4000
@@ -196,6 +197,7 @@ def validate_preset(data: Any) -> dict[str, Any]:
         "overridable": data.get("overridable", []),
         "rate": "" if data.get("rate") is None else data["rate"],
         "groups": [] if data.get("groups") is None else data["groups"],
+        "daily_quota": data.get("daily_quota"),
     }
     if not isinstance(cleaned["name"], str) or not SLUG_RE.fullmatch(cleaned["name"]):
         errors.add("name", "Required: letters, digits, hyphens or underscores, at most 64.")
@@ -210,6 +212,11 @@ def validate_preset(data: Any) -> dict[str, Any]:
     errors.update(
         _preset_option_errors(cleaned["expires_after_seconds"], cleaned["overridable"], cleaned["rate"])
     )
+    quota = cleaned["daily_quota"]
+    if quota is not None and not (_is_int(quota) and 1 <= quota <= 1_000_000):
+        errors.add(
+            "daily_quota", "Must be a whole number of sessions per day (1 or more), or null for no quota."
+        )
     groups = cleaned["groups"]
     if not isinstance(groups, list) or not all(isinstance(g, str) and 0 < len(g) <= 150 for g in groups):
         errors.add("groups", "Must be a list of group names (at most 150 characters each).")

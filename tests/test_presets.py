@@ -330,7 +330,7 @@ def test_error_message_names_fields() -> None:
 def test_the_spec_example_preset_is_valid() -> None:
     data = preset_data()
     cleaned = validate_preset(data)
-    assert cleaned == data
+    assert cleaned == {**data, "daily_quota": None}  # the one optional key the example leaves out
     assert data == preset_data()
 
 
@@ -347,7 +347,18 @@ def test_preset_defaults_filled() -> None:
         "overridable": [],
         "rate": "",
         "groups": [],
+        "daily_quota": None,
     }
+
+
+@pytest.mark.parametrize("quota", [0, -1, 1.5, "10", True])
+def test_daily_quota_refused(quota: Any) -> None:
+    assert list(preset_errors(preset_data(daily_quota=quota))) == ["daily_quota"]
+
+
+@pytest.mark.parametrize("quota", [1, 500, None])
+def test_daily_quota_accepted(quota: Any) -> None:
+    assert validate_preset(preset_data(daily_quota=quota))["daily_quota"] == quota
 
 
 @pytest.mark.parametrize("value", [None, [], "meetings-fr"])
