@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -108,15 +108,15 @@ class SessionPresetAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("language"))
     def language(self, obj: SessionPreset) -> str:
-        return (obj.session.get("input_audio_transcription") or {}).get("language") or _("auto")
+        return (obj.session.get("input_audio_transcription") or {}).get("language") or str(_("auto"))
 
     @admin.display(description=_("turn detection"))
     def vad_summary(self, obj: SessionPreset) -> str:
         if "turn_detection" not in obj.session:
-            return _("default")
+            return str(_("default"))
         vad = obj.session["turn_detection"]
         if vad is None:
-            return _("off")
+            return str(_("off"))
         return "VAD {} · {} ms · {} ms".format(
             vad.get("threshold", "0.5"),
             vad.get("prefix_padding_ms", 300),
@@ -125,11 +125,11 @@ class SessionPresetAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("rate"))
     def rate_display(self, obj: SessionPreset) -> str:
-        return obj.rate or _("%(rate)s (USER_RATE)") % {"rate": rt_settings.USER_RATE or "none"}
+        return obj.rate or str(_("%(rate)s (USER_RATE)") % {"rate": rt_settings.USER_RATE or "none"})
 
     @admin.display(description=_("groups"))
     def group_names(self, obj: SessionPreset) -> str:
-        return ", ".join(sorted(g.name for g in obj.groups.all())) or _("everyone")
+        return ", ".join(sorted(g.name for g in obj.groups.all())) or str(_("everyone"))
 
     @admin.display(description=_("last changed"), ordering="updated_at")
     def last_changed(self, obj: SessionPreset) -> str:
@@ -283,7 +283,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
+        queryset = cast(QuerySet, self.object_list)
         connection = connections[queryset.db]
         if connection.vendor == "postgresql" and not queryset.query.where:
             with connection.cursor() as cursor:
@@ -326,6 +326,30 @@ class PresetFilter(admin.SimpleListFilter):
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
+# The audit row's page: every field, read-only, links instead of raw ids, the sent body pretty-printed.
+DETAIL_FIELDS = (
+    "created_at",
+    "user_link",
+    "username",
+    "preset_link",
+    "preset_name",
+    "outcome_badge",
+    "status_code",
+    "upstream",
+    "upstream_status",
+    "upstream_request_id",
+    "upstream_ms",
+    "error_code",
+    "error_message",
+    "upstream_session_id",
+    "expires_at",
+    "secret_fingerprint",
+    "client_ip",
+    "user_agent",
+    "sent_body",
+)
+
+
 @admin.register(TokenRequest)
 class TokenRequestAdmin(admin.ModelAdmin):
     """Read-only for everyone: rows are written by the issuing service, removed by rt_sessions_prune
@@ -352,28 +376,8 @@ class TokenRequestAdmin(admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) over the whole table on every page view
     paginator = EstimatedCountPaginator
     list_per_page = 100
-    fields = [
-        "created_at",
-        "user_link",
-        "username",
-        "preset_link",
-        "preset_name",
-        "outcome_badge",
-        "status_code",
-        "upstream",
-        "upstream_status",
-        "upstream_request_id",
-        "upstream_ms",
-        "error_code",
-        "error_message",
-        "upstream_session_id",
-        "expires_at",
-        "secret_fingerprint",
-        "client_ip",
-        "user_agent",
-        "sent_body",
-    ]
-    readonly_fields = fields
+    fields = DETAIL_FIELDS
+    readonly_fields = DETAIL_FIELDS
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple:
         """Exact matches on indexed columns, chosen by the shape of the term: never a table scan."""
@@ -403,23 +407,25 @@ class TokenRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("user"))
     def user_link(self, obj: TokenRequest) -> str:
-        if obj.user_id is None:
-            return _("(deleted)") if obj.username else "—"
-        meta = obj.user._meta
-        url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.user_id])
-        return format_html('<a href="{}">{}</a>', url, obj.user.get_username())
+        user = obj.user
+        if user is None:
+            return str(_("(deleted)")) if obj.username else "—"
+        meta = user._meta
+        url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[user.pk])
+        return format_html('<a href="{}">{}</a>', url, user.get_username())
 
     @admin.display(description=_("preset"))
     def preset_link(self, obj: TokenRequest) -> str:
-        if obj.preset_id is None:
-            return _("(deleted)") if obj.preset_name else "—"
-        url = reverse("admin:django_rt_sessions_sessionpreset_change", args=[obj.preset_id])
-        return format_html('<a href="{}">{}</a>', url, obj.preset.name)
+        preset = obj.preset
+        if preset is None:
+            return str(_("(deleted)")) if obj.preset_name else "—"
+        url = reverse("admin:django_rt_sessions_sessionpreset_change", args=[preset.pk])
+        return format_html('<a href="{}">{}</a>', url, preset.name)
 
     @admin.display(description=_("body sent upstream"))
     def sent_body(self, obj: TokenRequest) -> str:
         if obj.session_config is None:
-            return _("(nothing was sent)")
+            return str(_("(nothing was sent)"))
         return format_html("<pre>{}</pre>", json.dumps(obj.session_config, indent=2, sort_keys=True))
 
     def has_add_permission(self, request: HttpRequest) -> bool:

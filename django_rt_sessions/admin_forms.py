@@ -220,7 +220,7 @@ class SessionPresetForm(forms.ModelForm):
             self.initial["overridable"] = list(self.instance.overridable or [])
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         vad = cleaned.get("turn_detection")  # read before add_error() can drop it from cleaned_data
         session = build_session(cleaned)
         try:
@@ -237,7 +237,7 @@ class SessionPresetForm(forms.ModelForm):
             )
         except PresetValidationError as exc:
             for field, messages in exc.errors.items():
-                if field not in self._errors:
+                if field not in self.errors:
                     self.add_error(field if field in self.fields else None, messages)
         if vad != "server_vad":
             for key in ("vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms"):

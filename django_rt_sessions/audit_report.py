@@ -85,7 +85,7 @@ def render_chart(days: list[DayCounts], width: int = 720, height: int = 200) -> 
     parts: list[str] = []
     for index, day in enumerate(days):
         x = left + index * slot
-        y = top + plot_height
+        y = float(top + plot_height)
         for outcome, colour in OUTCOME_COLOURS.items():
             count = day.counts.get(outcome, 0)
             if not count:

@@ -8,6 +8,7 @@ the user is authenticated, so every refusal is audited with the SPEC's `invalid`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework.parsers import BaseParser
@@ -29,7 +30,7 @@ class RawBodyParser(BaseParser):
     media_type = "*/*"
 
     def parse(
-        self, stream: Any, media_type: str | None = None, parser_context: dict | None = None
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
     ) -> RawBody:
         request = (parser_context or {}).get("request")
         meta = getattr(request, "META", {}) or {}

@@ -97,6 +97,7 @@ def light_date_hierarchy(cl: Any) -> dict[str, Any]:
 
 @register.tag(name="rt_date_hierarchy")
 def rt_date_hierarchy_tag(parser: Any, token: Any) -> InclusionAdminNode:
-    return InclusionAdminNode(
+    # django-stubs declares an extra `name` parameter that Django's InclusionAdminNode does not have.
+    return InclusionAdminNode(  # type: ignore[call-arg]
         parser, token, func=light_date_hierarchy, template_name="date_hierarchy.html", takes_context=False
     )
