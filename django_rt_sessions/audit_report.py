@@ -21,6 +21,7 @@ OUTCOME_COLOURS = {
     "not_found": "#6d4c41",
     "rate_limited": "#f9a825",
     "rate_limit_unavailable": "#ff8f00",
+    "service_unavailable": "#37474f",
     "upstream_error": "#c62828",
     "upstream_unavailable": "#ef6c00",
     "upstream_timeout": "#1565c0",

@@ -106,12 +106,13 @@ def issue_session(context: IssueContext, payload: Any, *, dry_run: bool = False)
         if not dry_run:
             down = isinstance(exc, DATABASE_DOWN_ERRORS)
             try:
-                _record_failure(
-                    context,
-                    attempt,
-                    IssueError("upstream_error", "Internal error."),
-                    status_code=503 if down else 500,
+                # What the client sees: 503 service_unavailable for a database outage, else a 500.
+                seen = (
+                    IssueError("service_unavailable")
+                    if down
+                    else IssueError("upstream_error", "Internal error.")
                 )
+                _record_failure(context, attempt, seen, status_code=None if down else 500)
             except DATABASE_DOWN_ERRORS:
                 # Nothing can be audited, so nothing is handed out either: the view answers 503.
                 logger.error("The audit row of a failed token request could not be written: database down.")

@@ -77,6 +77,7 @@ class TokenRequest(models.Model):
         NOT_FOUND = "not_found", _("not found")
         RATE_LIMITED = "rate_limited", _("rate limited")
         RATE_LIMIT_UNAVAILABLE = "rate_limit_unavailable", _("rate limits unavailable")
+        SERVICE_UNAVAILABLE = "service_unavailable", _("database unavailable")
         UPSTREAM_ERROR = "upstream_error", _("upstream error")
         UPSTREAM_UNAVAILABLE = "upstream_unavailable", _("upstream unavailable")
         UPSTREAM_TIMEOUT = "upstream_timeout", _("upstream timeout")

@@ -5,6 +5,9 @@ REDIS_URL         the shared cache for rate limits (django-redis); default: loca
 OPENAI_API_KEY    the server-side key; without it the demo serves a local OpenAI stand-in (demo/apps.py)
 OPENAI_BASE_URL   the upstream base URL (required for RT_UPSTREAM=azure)
 RT_UPSTREAM       openai (default), openai-beta or azure
+RT_CONNECT_TIMEOUT, RT_READ_TIMEOUT, RT_MAX_RETRIES, RT_USER_RATE, RT_IP_RATE
+                  the RT_SESSIONS settings of the same names; unset: the app's defaults
+DATABASE_CONN_MAX_AGE  seconds a database connection is kept (default 60; 0: one per request)
 DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS
 """
 
@@ -75,7 +78,15 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        # Persistent connections (DATABASE_CONN_MAX_AGE seconds, 0 = one per request), health-checked before
+        # a request reuses one: after a database restart a worker reconnects instead of using a dead socket.
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE") or 60),
+        conn_health_checks=True,
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -87,6 +98,9 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "rt-sessions-example",
+            # A dead or stuck Redis must answer fast (the app then refuses with 503 rate_limit_unavailable),
+            # not hold a worker thread for the operating system's TCP timeouts.
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 1.0},
         }
     }
 else:
@@ -109,6 +123,12 @@ RT_SESSIONS = {
         "UPSTREAM": os.environ.get("RT_UPSTREAM") or "openai",
         "API_KEY": os.environ.get("OPENAI_API_KEY"),
         "BASE_URL": os.environ.get("OPENAI_BASE_URL"),
+        # Optional tuning; unset means the app's defaults (SPEC §2).
+        "CONNECT_TIMEOUT": os.environ.get("RT_CONNECT_TIMEOUT"),
+        "READ_TIMEOUT": os.environ.get("RT_READ_TIMEOUT"),
+        "MAX_RETRIES": os.environ.get("RT_MAX_RETRIES"),
+        "USER_RATE": os.environ.get("RT_USER_RATE"),
+        "IP_RATE": os.environ.get("RT_IP_RATE"),
     }.items()
     if value
 }

@@ -106,6 +106,7 @@ def test_token_request_outcomes_are_the_spec_ones() -> None:
     """SPEC §5's outcomes, plus rate_limit_unavailable (the fail-closed answer when the cache is down)."""
     assert set(TokenRequest.Outcome.values) == {
         "rate_limit_unavailable",
+        "service_unavailable",
         "issued",
         "invalid",
         "forbidden",
