@@ -1,0 +1,800 @@
+"""The demo page and the browser client (rt-sessions.js) in a real headless Chromium.
+
+The example project runs in subprocesses (it has its own settings; the suite runs with tests.settings),
+served by werkzeug with static files, on a fresh SQLite file after migrate + demo_setup. Its upstream is our
+OpenAI stand-in, started here so that tests can make it misbehave, reached through a small loopback "front":
+it forwards everything to the stand-in and itself serves `/v1/realtime/calls`, the WebRTC endpoint that
+`connect.webrtc_url` names (the stand-in has none), recording what the browser posts there.
+
+Needs Debian's chromium and chromium-driver (`apt-get install chromium chromium-driver`) and selenium;
+skipped without them, except with CI=true, where that is a failure. Selenium never downloads anything
+(SE_OFFLINE=1 and an explicit driver path).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+_missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+except ImportError:  # pragma: no cover - depends on the environment
+    _missing.append("the selenium package (pip install 'django-rt-sessions[test]')")
+if _missing:  # pragma: no cover - depends on the environment
+    _reason = "browser tests need " + ", ".join(_missing) + " (apt-get install chromium chromium-driver)"
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true: " + _reason, pytrace=False)
+    pytest.skip(_reason, allow_module_level=True)
+
+from werkzeug.serving import WSGIRequestHandler, make_server  # noqa: E402
+from werkzeug.wrappers import Request, Response  # noqa: E402
+
+from django_rt_sessions.testing import Delay, Error, Garbage, OpenAIStandIn, RateLimit  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+# Selenium logs whole WebDriver responses at DEBUG, page text (and so the session JSON) included; the
+# suite's log guard would rightly object to an ephemeral key in a log record.
+logging.getLogger("selenium").setLevel(logging.WARNING)
+
+ROOT = Path(__file__).resolve().parent.parent
+WAIT = 10  # seconds, for every bounded wait on the page
+ENV_KEYS = (
+    "DJANGO_SETTINGS_MODULE",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "RT_UPSTREAM",
+    "RUN_MAIN",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_DEBUG",
+    "DJANGO_ALLOWED_HOSTS",
+)
+EXTRA_PRESETS = [
+    {
+        "name": "limited",
+        "title": "Limited (1 a minute)",
+        "session": {"input_audio_transcription": {"model": "gpt-4o-mini-transcribe"}},
+        "rate": "1/m",
+    },
+    {
+        "name": "team-only",
+        "title": "Team only",
+        "session": {"input_audio_transcription": {"model": "gpt-4o-transcribe"}},
+        "groups": ["transcribers"],
+    },
+]
+
+SERVE = """
+import json, os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "example_project.settings"
+import django
+django.setup()
+from django.core.management import call_command
+if os.environ.get("RT_BROWSER_SETUP"):
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("demo_setup", verbosity=0)
+    call_command("rt_sessions_presets", "import", os.environ["RT_BROWSER_SETUP"], verbosity=0)
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from werkzeug.serving import WSGIRequestHandler, make_server
+from example_project.wsgi import application
+
+class Quiet(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+server = make_server("127.0.0.1", 0, StaticFilesHandler(application), threaded=True, request_handler=Quiet)
+print("LISTENING", server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+# ------------------------------------------------------------------------------------------------ servers
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+@dataclass
+class Front:
+    """Forwards to the stand-in; serves the WebRTC SDP endpoint itself and records what reaches it."""
+
+    standin: OpenAIStandIn
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    # refuse: 400 JSON error; not-sdp: 201 with HTML; hold: wait for `release`; relay: put the offer on
+    # `offers`, answer with what the test puts on `answers`
+    mode: str = "refuse"
+    release: threading.Event = field(default_factory=threading.Event)
+    offers: queue.Queue[str] = field(default_factory=queue.Queue)
+    answers: queue.Queue[str] = field(default_factory=queue.Queue)
+    url: str = ""
+
+    CORS = {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    }
+
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        if request.path == "/v1/realtime/calls":
+            response = self.sdp_endpoint(request)
+        else:
+            response = self.forward(request)
+        return response(environ, start_response)
+
+    def sdp_endpoint(self, request: Request) -> Response:
+        self.calls.append(
+            {
+                "method": request.method,
+                "authorization": request.headers.get("Authorization"),
+                "content_type": request.headers.get("Content-Type"),
+                "body": request.get_data(as_text=True),
+            }
+        )
+        if request.method == "OPTIONS":  # the CORS preflight, as api.openai.com answers it
+            return Response(status=204, headers=self.CORS)
+        if self.mode == "hold":
+            self.release.wait(WAIT)
+        if self.mode == "relay":
+            self.offers.put(self.calls[-1]["body"])
+            try:
+                answer = self.answers.get(timeout=WAIT)
+            except queue.Empty:
+                return Response("no answer", status=504, headers=self.CORS)
+            return Response(answer, status=201, content_type="application/sdp", headers=self.CORS)
+        if self.mode == "not-sdp":
+            return Response(
+                "<html>a captive portal</html>", status=201, content_type="text/html", headers=self.CORS
+            )
+        body = {"error": {"message": "Invalid ephemeral key.", "type": "invalid_request_error", "code": None}}
+        return Response(json.dumps(body), status=400, content_type="application/json", headers=self.CORS)
+
+    def forward(self, request: Request) -> Response:
+        query = request.query_string.decode()
+        with requests.Session() as session:
+            session.trust_env = False
+            answer = session.request(
+                request.method,
+                self.standin.url + request.path + (f"?{query}" if query else ""),
+                data=request.get_data(),
+                headers={
+                    k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+                },
+                timeout=30,
+                allow_redirects=False,
+            )
+        skip = {"content-length", "content-encoding", "transfer-encoding", "connection"}
+        headers = [(k, v) for k, v in answer.headers.items() if k.lower() not in skip]
+        return Response(answer.content, status=answer.status_code, headers=headers)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DemoProcess:
+    """The example project in a subprocess; `url` once it listens."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        base = {key: value for key, value in os.environ.items() if key not in ENV_KEYS}
+        self.process = subprocess.Popen(  # noqa: S603  (our own interpreter and script)
+            [sys.executable, "-c", SERVE],
+            cwd=ROOT,
+            env={**base, "PYTHONUNBUFFERED": "1", **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.url = ""
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            self._lines.put(line)
+
+    def wait_listening(self, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while not self.url:
+            try:
+                line = self._lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail("the demo server did not start:\n" + "".join(self.output))
+            if line.startswith("LISTENING "):
+                self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+            elif self.process.poll() is not None and self._lines.empty():
+                pytest.fail("the demo server exited:\n" + "".join(self.output))
+        return self.url
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Site:
+    url: str  # the demo, healthy
+    redis_down_url: str  # the same site with REDIS_URL pointing at a closed port
+    database_down_url: str  # the same site with its database file unreachable
+    standin: OpenAIStandIn
+    front: Front
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("browser")
+    presets = tmp / "extra-presets.json"
+    presets.write_text(json.dumps(EXTRA_PRESETS), encoding="utf-8")
+    standin = OpenAIStandIn().start()
+    front = Front(standin)
+    front_server = make_server("127.0.0.1", 0, front.wsgi, threaded=True, request_handler=_QuietHandler)
+    front.url = f"http://127.0.0.1:{front_server.server_port}"
+    threading.Thread(target=front_server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    common = {
+        "DATABASE_URL": f"sqlite:///{tmp / 'demo.sqlite3'}",
+        "OPENAI_API_KEY": standin.api_key,
+        "OPENAI_BASE_URL": f"{front.url}/v1",
+        "RT_READ_TIMEOUT": "1.5",
+        "RT_MAX_RETRIES": "0",
+        "RT_USER_RATE": "1000/m",
+        "RT_IP_RATE": "1000/m",
+    }
+    main = DemoProcess({**common, "RT_BROWSER_SETUP": str(presets)})
+    processes = [main]
+    try:
+        main.wait_listening()  # the others share its database: start them once it is migrated
+        redis_down = DemoProcess({**common, "REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0"})
+        database_down = DemoProcess({**common, "DATABASE_URL": f"sqlite:///{tmp / 'missing' / 'db.sqlite3'}"})
+        processes += [redis_down, database_down]
+        yield Site(
+            url=main.url,
+            redis_down_url=redis_down.wait_listening(),
+            database_down_url=database_down.wait_listening(),
+            standin=standin,
+            front=front,
+        )
+    finally:
+        front.release.set()
+        for process in processes:
+            process.stop()
+        front_server.shutdown()
+        front_server.server_close()
+        standin.stop()
+
+
+# ------------------------------------------------------------------------------------------------ browser
+
+
+def start_chromium(*, microphone: str = "allow") -> tuple[Any, str]:
+    """A headless Chromium with a fake microphone whose prompt is answered "allow" or "deny"."""
+    os.environ["SE_OFFLINE"] = "1"  # selenium-manager must never download a browser or driver
+    profile = tempfile.mkdtemp(prefix="rt-browser-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--use-fake-ui-for-media-stream" + ("=deny" if microphone == "deny" else ""),
+        "--use-fake-device-for-media-stream",
+        "--window-size=1100,900",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    try:
+        browser = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    except BaseException:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise
+    browser.set_script_timeout(WAIT)
+    return browser, profile
+
+
+def quit_chromium(browser: Any, profile: str) -> None:
+    try:
+        browser.quit()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def driver(site: Site) -> Iterator[Any]:
+    browser, profile = start_chromium()
+    try:
+        yield browser
+    finally:
+        quit_chromium(browser, profile)
+
+
+def wait(driver: Any, condition: Any, message: str) -> Any:
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(condition)
+    except TimeoutException:
+        pytest.fail(f"{message}; page says: {driver.find_element(By.TAG_NAME, 'body').text[:2000]}")
+
+
+def text_of(driver: Any, element_id: str) -> str:
+    return driver.find_element(By.ID, element_id).text
+
+
+def console_errors(driver: Any) -> list[dict[str, Any]]:
+    return [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+
+
+def load_home(driver: Any, url: str) -> None:
+    driver.get(f"{url}/")
+    wait(driver, lambda d: d.find_element(By.ID, "get-session").is_enabled(), "the presets did not load")
+
+
+def click_get_session(driver: Any) -> None:
+    driver.execute_script(
+        "const e = document.getElementById('error'); e.hidden = true; e.textContent = '';"
+        "delete e.dataset.code;"
+    )
+    driver.find_element(By.ID, "get-session").click()
+
+
+def rendered_error(driver: Any) -> tuple[str, str]:
+    """(code, text) of the page's error message, once shown."""
+    wait(driver, lambda d: d.find_element(By.ID, "error").is_displayed(), "no error message appeared")
+    element = driver.find_element(By.ID, "error")
+    return element.get_attribute("data-code"), element.text
+
+
+def inject_option(driver: Any, select_id: str, value: str) -> None:
+    """Select a value the page did not offer (what a stale page or a hand-edited request sends)."""
+    driver.execute_script(
+        "const s = document.getElementById(arguments[0]); s.add(new Option(arguments[1], arguments[1]));"
+        "s.value = arguments[1]; s.dispatchEvent(new Event('change'));",
+        select_id,
+        value,
+    )
+
+
+CALL_MODULE = """
+const done = arguments[arguments.length - 1];
+const [moduleUrl, params] = arguments;
+import(moduleUrl).then(async (rt) => {
+  try {
+    const session = await rt.createSession(params);
+    done({ok: true, preset: session.preset});
+  } catch (e) {
+    done({ok: false, name: e.name, isRtError: e instanceof rt.RtSessionsError, code: e.code, status: e.status,
+          retryAfter: e.retryAfter, errors: e.errors, detail: e.message});
+  }
+}, (e) => done({ok: false, importError: String(e)}));
+"""
+
+SHOW_ERROR = """
+const [code, detail, extra] = arguments;
+const error = new window.rtDemo.rt.RtSessionsError(code, detail, extra);
+window.rtDemo.showError(error);
+return window.rtDemo.errorMessage(error);
+"""
+
+MODULE_PATH = "/static/django_rt_sessions/rt-sessions.js"
+
+
+# ------------------------------------------------------------------------------------------------- tests
+
+
+@pytest.fixture(autouse=True)
+def _fresh_standin(site: Site) -> Iterator[None]:
+    """No misbehaviour left queued by a failed test leaks into the next one."""
+    yield
+    site.standin.reset()
+    site.front.mode = "refuse"
+    site.front.release.set()
+
+
+def sign_in(driver: Any, url: str) -> None:
+    """Log in as demo/demo through the login form, from the redirect the demo page answers."""
+    driver.get(f"{url}/")
+    assert "/accounts/login/" in driver.current_url
+    driver.find_element(By.NAME, "username").send_keys("demo")
+    driver.find_element(By.NAME, "password").send_keys("demo")
+    driver.find_element(By.ID, "login").click()
+    wait(driver, lambda d: d.current_url.rstrip("/") == url, "the login did not land on the demo page")
+    wait(driver, lambda d: d.find_element(By.ID, "get-session").is_enabled(), "the presets did not load")
+
+
+@pytest.fixture
+def signed_in(site: Site, driver: Any) -> Any:
+    """The module's browser, signed in as demo (whichever test runs first)."""
+    if driver.get_cookie("sessionid") is None:
+        sign_in(driver, site.url)
+    return driver
+
+
+def test_log_in_get_a_session_and_count_down(site: Site, driver: Any) -> None:
+    driver.delete_all_cookies()
+    sign_in(driver, site.url)
+    driver.get_log("browser")  # forget the login page's entries (its favicon request, say)
+    load_home(driver, site.url)  # the demo page from a clean log
+
+    assert text_of(driver, "username") == "demo"
+    presets = Select(driver.find_element(By.ID, "preset"))
+    names = [option.get_attribute("value") for option in presets.options]
+    assert names == ["dictation", "limited", "meetings-fr", "phone-line"]  # not team-only: not in the group
+    assert presets.first_selected_option.get_attribute("value") == "dictation"  # the default preset
+    assert driver.find_element(By.ID, "language").is_displayed()  # dictation lets the user pick the language
+    assert driver.find_element(By.ID, "start").is_enabled()
+    assert not driver.find_element(By.ID, "stop").is_enabled()
+
+    Select(driver.find_element(By.ID, "language")).select_by_value("de")
+    issued_before = len(site.standin.issued)
+    driver.find_element(By.ID, "get-session").click()
+    wait(driver, lambda d: d.find_element(By.ID, "result").is_displayed(), "no session JSON appeared")
+    session = json.loads(text_of(driver, "result"))
+    assert session["client_secret"]["value"] == site.standin.issued[issued_before]
+    assert session["preset"] == "dictation"
+    assert session["input_audio_transcription"]["language"] == "de"
+    assert session["connect"]["api"] == "ga"
+    assert session["connect"]["webrtc_url"] == f"{site.front.url}/v1/realtime/calls"
+    assert not driver.find_element(By.ID, "error").is_displayed()
+
+    first = text_of(driver, "countdown")
+    time.sleep(1.1)
+    second = text_of(driver, "countdown")
+    match_first = re.fullmatch(r"expires in (\d+) s", first)
+    match_second = re.fullmatch(r"expires in (\d+) s", second)
+    assert match_first and match_second, (first, second)
+    assert 50 <= int(match_first.group(1)) <= 60  # the dictation preset's keys live 60 s
+    assert int(match_second.group(1)) < int(match_first.group(1))
+
+    Path(ROOT / "docs").mkdir(exist_ok=True)
+    assert driver.save_screenshot(str(ROOT / "docs" / "demo-page.png"))
+    assert console_errors(driver) == []
+
+
+def test_start_asks_for_the_microphone_then_posts_the_sdp_offer(site: Site, signed_in: Any) -> None:
+    driver = signed_in
+    load_home(driver, site.url)
+    Select(driver.find_element(By.ID, "preset")).select_by_value("meetings-fr")
+    site.front.calls.clear()
+    site.front.mode = "refuse"
+    issued_before = len(site.standin.issued)
+    driver.find_element(By.ID, "start").click()
+
+    code, text = rendered_error(driver)
+    assert code == "connection_failed"
+    assert text == (
+        "Could not connect to the transcription service: "
+        "The transcription service refused the connection (HTTP 400)."
+    )
+    # One session was issued for this Start, and its key went (only) to the WebRTC endpoint it names.
+    assert len(site.standin.issued) == issued_before + 1
+    key = site.standin.issued[-1]
+    posts = [call for call in site.front.calls if call["method"] == "POST"]
+    assert len(posts) == 1
+    assert posts[0]["authorization"] == f"Bearer {key}"
+    assert posts[0]["content_type"] == "application/sdp"
+    offer = posts[0]["body"]
+    assert offer.startswith("v=0\r\n")
+    assert "\r\nm=audio " in offer  # the microphone track (the fake device)
+    assert "\r\nm=application " in offer  # the "oai-events" data channel
+    assert "a=sendrecv" in offer or "a=sendonly" in offer
+    # Back to idle: Start again possible, nothing to stop.
+    wait(driver, lambda d: d.find_element(By.ID, "start").is_enabled(), "Start was not re-enabled")
+    assert not driver.find_element(By.ID, "stop").is_enabled()
+
+    # A 2xx answer that is not SDP (a proxy's HTML page, say) is a clear error too, not a WebRTC exception.
+    site.front.mode = "not-sdp"
+    driver.find_element(By.ID, "start").click()
+    wait(
+        driver,
+        lambda d: "did not answer with an SDP description" in d.find_element(By.ID, "error").text,
+        "no error for a non-SDP answer",
+    )
+
+    # Stop while connecting: the pending exchange is abandoned without an error.
+    site.front.mode = "hold"
+    site.front.release.clear()
+    driver.find_element(By.ID, "start").click()
+    wait(
+        driver,
+        lambda d: d.find_element(By.ID, "status").text.startswith("Connecting"),
+        "the page did not report connecting",
+    )
+    driver.find_element(By.ID, "stop").click()
+    assert text_of(driver, "status") == "Stopped."
+    site.front.release.set()
+    site.front.mode = "refuse"
+    assert driver.find_element(By.ID, "start").is_enabled()
+    time.sleep(0.2)
+    assert not driver.find_element(By.ID, "error").is_displayed()
+
+
+def test_microphone_denied_asks_for_no_session(site: Site, signed_in: Any) -> None:
+    driver = signed_in
+    # A second browser whose (fake) permission prompt answers "deny", signed in with the same session.
+    load_home(driver, site.url)
+    cookies = [driver.get_cookie(name) for name in ("sessionid", "csrftoken")]
+    denying, profile = start_chromium(microphone="deny")
+    try:
+        denying.get(f"{site.url}/accounts/login/")
+        for cookie in cookies:
+            denying.add_cookie({"name": cookie["name"], "value": cookie["value"], "path": "/"})
+        load_home(denying, site.url)
+        requests_before = len(site.standin.requests)
+        denying.find_element(By.ID, "start").click()
+        code, text = rendered_error(denying)
+        assert code == "microphone_denied"
+        assert text == (
+            "Microphone access was denied. Allow the microphone for this site in your browser, "
+            "then press Start again."
+        )
+        # The microphone comes first: refused, so no key was requested (none would expire unused).
+        time.sleep(0.3)
+        assert len(site.standin.requests) == requests_before
+        assert denying.find_element(By.ID, "start").is_enabled()
+        assert not denying.find_element(By.ID, "stop").is_enabled()
+    finally:
+        quit_chromium(denying, profile)
+
+
+def test_every_error_code_is_rendered(site: Site, signed_in: Any) -> None:
+    driver = signed_in
+    load_home(driver, site.url)
+    preset = Select(driver.find_element(By.ID, "preset"))
+
+    def expect(code: str, message: str | re.Pattern[str]) -> str:
+        click_get_session(driver)
+        shown_code, text = rendered_error(driver)
+        assert shown_code == code, text
+        if isinstance(message, str):
+            assert text == message
+        else:
+            assert message.fullmatch(text), text
+        return text
+
+    # invalid: a language that is not ISO-639-1, with the field's error.
+    preset.select_by_value("dictation")
+    inject_option(driver, "language", "english")
+    expect("invalid", re.compile(r"The request was refused as invalid\. language: .+"))
+    Select(driver.find_element(By.ID, "language")).select_by_value("")
+
+    # preset_not_found and preset_forbidden: presets the page does not list.
+    inject_option(driver, "preset", "no-such-preset")
+    expect(
+        "preset_not_found",
+        "This preset does not exist or is no longer active. Reload the page to see the current presets.",
+    )
+    inject_option(driver, "preset", "team-only")
+    expect("preset_forbidden", "You are not allowed to use this preset.")
+
+    # rate_limited: the "limited" preset allows one session a minute.
+    preset.select_by_value("limited")
+    click_get_session(driver)
+    wait(driver, lambda d: d.find_element(By.ID, "result").is_displayed(), "the first limited session failed")
+    text = expect("rate_limited", re.compile(r"Too many requests: try again in (\d+) s\."))
+    assert 1 <= int(re.search(r"\d+", text).group()) <= 60
+    # The console log is really captured (so the normal flow's empty log means something): Chromium reports
+    # the refused requests there.
+    assert any("status of 429" in entry["message"] for entry in console_errors(driver))
+
+    # Upstream faults, from the stand-in (meetings-fr: no preset rate of its own).
+    preset.select_by_value("meetings-fr")
+    site.standin.enqueue(RateLimit(retry_after=7))
+    expect("upstream_unavailable", "The transcription service is unavailable: try again in 7 s.")
+    site.standin.enqueue(Error(status=429, code="insufficient_quota", type="insufficient_quota"))
+    expect("upstream_unavailable", "The transcription service is unavailable: try again later.")
+    site.standin.enqueue(Garbage())
+    expect("upstream_error", "The transcription service could not create a session. Try again later.")
+    site.standin.enqueue(Delay(3))  # READ_TIMEOUT is 1.5 s
+    expect("upstream_timeout", "The transcription service did not answer in time. Try again.")
+
+    # override_not_allowed: the page never offers it (no language picker for meetings-fr), so call the module.
+    result = driver.execute_async_script(
+        CALL_MODULE, MODULE_PATH, {"preset": "meetings-fr", "language": "de"}
+    )
+    assert result["isRtError"] and result["code"] == "override_not_allowed" and result["status"] == 400
+    assert (
+        driver.execute_script(SHOW_ERROR, result["code"], result["detail"], {"status": 400})
+        == "This preset does not let you change that setting."
+    )
+    assert rendered_error(driver)[1] == "This preset does not let you change that setting."
+
+    # permission_denied: the CSRF cookie is gone (a stale page, another site's form).
+    csrf = driver.get_cookie("csrftoken")
+    driver.delete_cookie("csrftoken")
+    expect(
+        "permission_denied",
+        "The server refused the request (the page's security token may be stale). "
+        "Reload the page and try again.",
+    )
+    driver.add_cookie({"name": "csrftoken", "value": csrf["value"], "path": "/"})
+
+    # not_authenticated: signed out in the meantime.
+    session_cookie = driver.get_cookie("sessionid")
+    driver.delete_cookie("sessionid")
+    expect("not_authenticated", "You are signed out. Reload the page and sign in again.")
+    driver.add_cookie({"name": "sessionid", "value": session_cookie["value"], "path": "/"})
+    preset.select_by_value("meetings-fr")
+    click_get_session(driver)
+    wait(driver, lambda d: d.find_element(By.ID, "result").is_displayed(), "signed in again, no session")
+
+    # rate_limit_unavailable: the same site with its rate-limit cache (Redis) down refuses rather than lets
+    # through.
+    # The cookies of 127.0.0.1 are not per port: the same login works there.
+    load_home(driver, site.redis_down_url)
+    expect("rate_limit_unavailable", "Request limits cannot be checked right now: try again in 5 s.")
+
+    # service_unavailable: the same site with its database unreachable cannot even render the page; call the
+    # module from a same-origin document there, then render the error on the demo page.
+    driver.get(site.database_down_url + MODULE_PATH)
+    result = driver.execute_async_script(CALL_MODULE, MODULE_PATH, {"preset": "dictation"})
+    assert result["isRtError"], result
+    assert (result["code"], result["status"], result["retryAfter"]) == ("service_unavailable", 503, 5)
+    load_home(driver, site.url)
+    message = driver.execute_script(
+        SHOW_ERROR, result["code"], result["detail"], {"status": 503, "retryAfter": result["retryAfter"]}
+    )
+    assert message == "The service is temporarily unavailable: try again in 5 s."
+    assert rendered_error(driver) == ("service_unavailable", message)
+
+
+def test_module_errors_carry_code_status_and_retry_after(site: Site, signed_in: Any) -> None:
+    driver = signed_in
+    load_home(driver, site.url)
+    site.standin.enqueue(RateLimit(retry_after=11))
+    result = driver.execute_async_script(CALL_MODULE, MODULE_PATH, {"preset": "meetings-fr"})
+    assert result["isRtError"] and result["name"] == "RtSessionsError"
+    assert (result["code"], result["status"], result["retryAfter"]) == ("upstream_unavailable", 503, 11)
+
+    result = driver.execute_async_script(CALL_MODULE, MODULE_PATH, {"preset": "dictation", "language": "EN"})
+    assert (result["code"], result["status"]) == ("invalid", 400)
+    assert "language" in result["errors"]
+
+    result = driver.execute_async_script(CALL_MODULE, MODULE_PATH, {})  # no preset: the default one
+    assert result == {"ok": True, "preset": "dictation"}
+
+    presets = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import(arguments[0]).then((rt) => rt.fetchPresets()).then((p) => done(p.map((x) => x.name)));",
+        MODULE_PATH,
+    )
+    assert presets == ["dictation", "limited", "meetings-fr", "phone-line"]
+
+
+ANSWER_OFFER = """
+const [offer, done] = [arguments[0], arguments[arguments.length - 1]];
+const pc = new RTCPeerConnection();
+window.oai = { pc, channel: null, tracks: [] };
+pc.ondatachannel = (event) => { window.oai.channel = event.channel; };
+pc.ontrack = (event) => { window.oai.tracks.push(event.track.kind); };
+(async () => {
+  await pc.setRemoteDescription({ type: "offer", sdp: offer });
+  await pc.setLocalDescription(await pc.createAnswer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") resolve();
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") resolve();
+    });
+    setTimeout(resolve, 3000);
+  });
+  done(pc.localDescription.sdp);
+})().catch((error) => done("ERROR " + error));
+"""
+
+
+def test_transcript_events_over_a_real_webrtc_connection(site: Site, signed_in: Any) -> None:
+    """A second Chromium plays OpenAI's side: it answers the page's SDP offer and sends transcription events
+    on the "oai-events" data channel, over a real (loopback) WebRTC connection."""
+    driver = signed_in
+    load_home(driver, site.url)
+    site.front.mode = "relay"
+    openai, profile = start_chromium()
+    try:
+        openai.get(site.url + MODULE_PATH)  # any page of a potentially trustworthy origin
+        driver.find_element(By.ID, "start").click()
+        try:
+            offer = site.front.offers.get(timeout=WAIT)
+        except queue.Empty:
+            pytest.fail("the page posted no SDP offer")
+        answer = openai.execute_async_script(ANSWER_OFFER, offer)
+        assert answer.startswith("v=0"), answer
+        site.front.answers.put(answer)
+        wait(
+            openai,
+            lambda d: d.execute_script("return !!oai.channel && oai.channel.readyState === 'open'"),
+            "the data channel did not open",
+        )
+        assert openai.execute_script("return oai.channel.label") == "oai-events"
+        assert openai.execute_script("return oai.tracks") == ["audio"]  # the (fake) microphone
+        wait(
+            driver, lambda d: d.find_element(By.ID, "status").text == "Listening: speak now.", "not listening"
+        )
+        assert not driver.find_element(By.ID, "start").is_enabled()
+        assert driver.find_element(By.ID, "stop").is_enabled()
+
+        def send(event: dict[str, Any]) -> None:
+            openai.execute_script("oai.channel.send(JSON.stringify(arguments[0]))", event)
+
+        delta = "conversation.item.input_audio_transcription.delta"
+        send({"type": "input_audio_buffer.speech_started", "item_id": "item_1"})  # ignored
+        send({"type": delta, "item_id": "item_1", "content_index": 0, "delta": "Bonjour "})
+        send({"type": delta, "item_id": "item_1", "content_index": 0, "delta": "tout le"})
+        wait(driver, lambda d: text_of(d, "transcript") == "Bonjour tout le", "the deltas were not shown")
+        assert driver.find_element(By.ID, "item-item_1").get_attribute("class") == "partial"
+        send(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": "item_1",
+                "content_index": 0,
+                "transcript": "Bonjour tout le monde.",
+            }
+        )
+        send({"type": delta, "item_id": "item_2", "content_index": 0, "delta": "Deuxième"})
+        wait(
+            driver,
+            lambda d: text_of(d, "transcript") == "Bonjour tout le monde.\nDeuxième",
+            "the completed segment was not shown",
+        )
+        assert driver.find_element(By.ID, "item-item_1").get_attribute("class") == ""
+        send(
+            {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "Audio buffer too small."},
+            }
+        )
+        code, text = rendered_error(driver)
+        assert (code, text) == (
+            "realtime_error",
+            "The transcription service reported an error: Audio buffer too small.",
+        )
+
+        driver.find_element(By.ID, "stop").click()
+        assert text_of(driver, "status") == "Stopped."
+        wait(
+            openai,
+            lambda d: d.execute_script("return oai.channel.readyState") == "closed",
+            "Stop did not close the connection",
+        )
+        assert driver.find_element(By.ID, "start").is_enabled()
+    finally:
+        quit_chromium(openai, profile)
