@@ -25,10 +25,12 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django.views.decorators.debug import sensitive_variables
 
 from . import audit_export, audit_report
 from .admin_forms import SessionPresetForm
@@ -214,6 +216,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @method_decorator(sensitive_variables("issued", "body", "secret"))
     def test_token_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])

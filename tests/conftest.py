@@ -15,6 +15,8 @@ from django.test import Client
 from django_rt_sessions.models import SessionPreset
 from django_rt_sessions.upstreams import transport
 
+from .log_guard import LogGuard, guard_fixture_body
+
 TRANSCRIBE_URL = "/rt/transcription-sessions/"
 PRESETS_URL = "/rt/presets/"
 
@@ -46,6 +48,12 @@ def _clean_state(settings: Any) -> Iterator[None]:
     settings.RT_SESSIONS = {"API_KEY": "sk-test-placeholder", "BASE_URL": "http://127.0.0.1:9/v1"}
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[LogGuard]:
+    """Every test: no API key or ephemeral key in any log record at DEBUG (tests/log_guard.py)."""
+    yield from guard_fixture_body(request)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ Transport, retries, error parsing and the mapping onto SPEC §4 codes live here,
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import requests
+import requests.auth
 from django.views.decorators.debug import sensitive_variables
 
 from ..errors import IssueError
@@ -138,11 +140,9 @@ class Upstream:
             logger.error(problem)
             raise UpstreamFailure("upstream_unavailable", error_code="misconfigured", error_message=problem)
 
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            **self.auth_headers(config.api_key),
-        }
+        # The key is added by an auth object at send time, so no local variable of this frame holds it
+        # (Django's DEBUG error page shows locals whatever sensitive_variables says).
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if config.organization:
             headers["OpenAI-Organization"] = config.organization
         if config.project:
@@ -156,6 +156,7 @@ class Upstream:
                 self.url(config.base_url),
                 json=body,
                 headers=headers,
+                auth=_KeyAuth(self, config),
                 timeout=(config.connect_timeout, config.read_timeout),
                 allow_redirects=False,
             )
@@ -180,6 +181,9 @@ class Upstream:
             expires_at = normalised["client_secret"]["expires_at"]
             if not isinstance(secret, str) or not secret or not isinstance(expires_at, int):
                 raise ValueError("client secret missing")
+            # An adapter's answer must serialise: failing later, in the renderer, would put the key in a
+            # 500's error report.
+            json.dumps(normalised)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             logger.warning(
                 "Upstream %s answered %s with an unusable body (%s); request id %s",
@@ -257,6 +261,21 @@ class Upstream:
             elapsed_ms=elapsed_ms,
             retry_after=retry_after,
         )
+
+
+class _KeyAuth(requests.auth.AuthBase):
+    """Adds the adapter's auth header to the outgoing request; its repr never shows the key."""
+
+    def __init__(self, upstream: Upstream, config: UpstreamConfig) -> None:
+        self._upstream = upstream
+        self._config = config
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.update(self._upstream.auth_headers(self._config.api_key or ""))
+        return request
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} for {self._upstream.name}>"
 
 
 def parse_error(response: requests.Response) -> tuple[str, str]:
