@@ -1,3 +1,5 @@
+import importlib.util
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -10,3 +12,6 @@ class RtSessionsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+
+        if importlib.util.find_spec("drf_spectacular") is not None:
+            from . import openapi  # noqa: F401  (registers the drf-spectacular extensions)

@@ -11,6 +11,7 @@ DATABASE_CONN_MAX_AGE  seconds a database connection is kept (default 60; 0: one
 DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -132,6 +133,16 @@ RT_SESSIONS = {
     }.items()
     if value
 }
+
+# The `openapi` extra (drf-spectacular): the API's OpenAPI 3 schema at /api/schema/.
+if importlib.util.find_spec("drf_spectacular"):
+    INSTALLED_APPS.append("drf_spectacular")
+    REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+    SPECTACULAR_SETTINGS = {
+        "TITLE": "django-rt-sessions example",
+        "VERSION": "0.1.0",
+        "SERVE_INCLUDE_SCHEMA": False,  # the schema endpoint does not describe itself
+    }
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"

@@ -1,3 +1,5 @@
+import importlib.util
+
 from django.contrib import admin
 from django.urls import include, path
 
@@ -9,3 +11,8 @@ urlpatterns = [
     path("rt/", include("django_rt_sessions.urls")),
     path("", views.home, name="home"),
 ]
+
+if importlib.util.find_spec("drf_spectacular"):  # the `openapi` extra
+    from drf_spectacular.views import SpectacularAPIView
+
+    urlpatterns.append(path("api/schema/", SpectacularAPIView.as_view(), name="schema"))
