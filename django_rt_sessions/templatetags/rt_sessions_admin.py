@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import inspect
 from typing import Any
 
 from django import template
@@ -20,6 +21,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 register = template.Library()
+_NODE_TAKES_NAME = "name" in inspect.signature(InclusionAdminNode.__init__).parameters
 
 
 def _int(value: Any) -> int | None:
@@ -97,7 +99,8 @@ def light_date_hierarchy(cl: Any) -> dict[str, Any]:
 
 @register.tag(name="rt_date_hierarchy")
 def rt_date_hierarchy_tag(parser: Any, token: Any) -> InclusionAdminNode:
-    # django-stubs declares an extra `name` parameter that Django's InclusionAdminNode does not have.
-    return InclusionAdminNode(  # type: ignore[call-arg]
-        parser, token, func=light_date_hierarchy, template_name="date_hierarchy.html", takes_context=False
-    )
+    # Django 6.1 added a leading `name` parameter to InclusionAdminNode (django-stubs follows 6.1).
+    options: dict[str, Any] = {"func": light_date_hierarchy, "template_name": "date_hierarchy.html"}
+    if _NODE_TAKES_NAME:
+        return InclusionAdminNode("rt_date_hierarchy", parser, token, takes_context=False, **options)
+    return InclusionAdminNode(parser, token, takes_context=False, **options)
