@@ -486,7 +486,7 @@ def test_log_in_get_a_session_and_count_down(site: Site, driver: Any) -> None:
     assert 50 <= int(match_first.group(1)) <= 60  # the dictation preset's keys live 60 s
     assert int(match_second.group(1)) < int(match_first.group(1))
 
-    # docs/demo-page.png is refreshed on request only (RT_UPDATE_SCREENSHOT=1), so test runs leave the tree clean.
+    # docs/demo-page.png is refreshed only with RT_UPDATE_SCREENSHOT=1: test runs leave the tree clean.
     if os.environ.get("RT_UPDATE_SCREENSHOT"):
         target = ROOT / "docs" / "demo-page.png"
     else:
