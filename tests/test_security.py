@@ -98,6 +98,7 @@ def test_the_log_guard_trips_on_a_logged_key_and_names_no_secret(
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("CI", raising=False)  # pytest prints untruncated summaries under CI: keep one output
     result = pytester.runpytest_subprocess(
         "-p", "no:django", "-p", "no:cacheprovider", "--show-capture=no", "-q"
     )
