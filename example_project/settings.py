@@ -8,6 +8,9 @@ RT_UPSTREAM       openai (default), openai-beta or azure
 RT_CONNECT_TIMEOUT, RT_READ_TIMEOUT, RT_MAX_RETRIES, RT_USER_RATE, RT_IP_RATE
                   the RT_SESSIONS settings of the same names; unset: the app's defaults
 DATABASE_CONN_MAX_AGE  seconds a database connection is kept (default 60; 0: one per request)
+DATABASE_POOL     size of Django's PostgreSQL connection pool per process (default: no pool); set it with
+                  the gevent workers of example_project/gunicorn.conf.py (docs/deployment.md)
+DJANGO_SESSION_ENGINE  e.g. django.contrib.sessions.backends.cached_db with REDIS_URL
 DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS
 """
 
@@ -88,6 +91,19 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+_pool_size = int(os.environ.get("DATABASE_POOL") or 0)
+if _pool_size and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Django's connection pool (Django 5.1+, psycopg[pool]) instead of persistent connections: required
+    # under gevent workers (docs/deployment.md), where persistent connections would be one per greenlet.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": _pool_size,
+        "timeout": 10,
+    }
+# Sessions read from the cache and written through to the database (one query less per request).
+SESSION_ENGINE = os.environ.get("DJANGO_SESSION_ENGINE", "django.contrib.sessions.backends.db")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL")

@@ -152,8 +152,10 @@ class Upstream:
 
         started = time.monotonic()
         try:
+            url = self.url(config.base_url)
             response = transport.get_session(config.max_retries).post(
-                self.url(config.base_url),
+                url,
+                proxies=transport.proxies_for(url),
                 json=body,
                 headers=headers,
                 auth=_KeyAuth(self, config),
