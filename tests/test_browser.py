@@ -84,6 +84,12 @@ EXTRA_PRESETS = [
         "rate": "1/m",
     },
     {
+        "name": "daily-once",
+        "title": "Once a day",
+        "session": {"input_audio_transcription": {"model": "gpt-4o-mini-transcribe"}},
+        "daily_quota": 1,
+    },
+    {
         "name": "team-only",
         "title": "Team only",
         "session": {"input_audio_transcription": {"model": "gpt-4o-transcribe"}},
@@ -459,7 +465,13 @@ def test_log_in_get_a_session_and_count_down(site: Site, driver: Any) -> None:
     assert text_of(driver, "username") == "demo"
     presets = Select(driver.find_element(By.ID, "preset"))
     names = [option.get_attribute("value") for option in presets.options]
-    assert names == ["dictation", "limited", "meetings-fr", "phone-line"]  # not team-only: not in the group
+    assert names == [
+        "daily-once",
+        "dictation",
+        "limited",
+        "meetings-fr",
+        "phone-line",
+    ]  # not team-only: not in the group
     assert presets.first_selected_option.get_attribute("value") == "dictation"  # the default preset
     assert driver.find_element(By.ID, "language").is_displayed()  # dictation lets the user pick the language
     assert driver.find_element(By.ID, "start").is_enabled()
@@ -621,6 +633,15 @@ def test_every_error_code_is_rendered(site: Site, signed_in: Any) -> None:
     # the refused requests there.
     assert any("status of 429" in entry["message"] for entry in console_errors(driver))
 
+    # quota_exceeded: the "daily-once" preset gives one session per user and day.
+    preset.select_by_value("daily-once")
+    click_get_session(driver)
+    wait(driver, lambda d: d.find_element(By.ID, "result").is_displayed(), "the day's one session failed")
+    text = expect(
+        "quota_exceeded", re.compile(r"You have used today's sessions of this preset: try again in (\d+) s\.")
+    )
+    assert 1 <= int(re.search(r"\d+", text).group()) <= 86400
+
     # Upstream faults, from the stand-in (meetings-fr: no preset rate of its own).
     preset.select_by_value("meetings-fr")
     site.standin.enqueue(RateLimit(retry_after=7))
@@ -702,7 +723,7 @@ def test_module_errors_carry_code_status_and_retry_after(site: Site, signed_in: 
         "import(arguments[0]).then((rt) => rt.fetchPresets()).then((p) => done(p.map((x) => x.name)));",
         MODULE_PATH,
     )
-    assert presets == ["dictation", "limited", "meetings-fr", "phone-line"]
+    assert presets == ["daily-once", "dictation", "limited", "meetings-fr", "phone-line"]
 
 
 ANSWER_OFFER = """

@@ -11,7 +11,8 @@
  * The site's API (SPEC §4) is reached at `baseUrl` (default "/rt/", see configure()) with the session cookie and
  * the CSRF token (the `csrftoken` cookie, or a `csrfToken` option). Every failure is an RtSessionsError whose
  * `code` is the server's stable error code (invalid, override_not_allowed, not_authenticated, permission_denied,
- * preset_forbidden, preset_not_found, rate_limited, rate_limit_unavailable, service_unavailable, upstream_error,
+ * preset_forbidden, preset_not_found, rate_limited, quota_exceeded, rate_limit_unavailable, service_unavailable,
+ * upstream_error,
  * upstream_unavailable, upstream_timeout) or one of this module's own: microphone_denied,
  * microphone_unavailable, network_error, bad_response, session_expired, connection_failed, realtime_error,
  * aborted.
