@@ -7,6 +7,7 @@ RT_TEST_DATABASE_URL (PostgreSQL) and RT_TEST_REDIS_URL (Redis through django-re
 import os
 
 import dj_database_url
+import django
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -72,3 +73,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
 }
 RT_SESSIONS = {"API_KEY": "sk-test-placeholder", "BASE_URL": "http://127.0.0.1:9/v1"}
+
+if django.VERSION >= (6, 1):
+    # Django 6.1 configures mail through MAILERS (EMAIL_BACKEND is deprecated); the test runner swaps in
+    # the locmem backend for every alias defined here.
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
