@@ -30,15 +30,14 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .example_env import clean_environ
+
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIBE_PATH = "/rt/transcription-sessions/"
 LOGIN_PATH = "/accounts/login/"
 SECRET_KEY = "production-tests-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 TOKEN_TABLE = "django_rt_sessions_tokenrequest"
 
-# What the example project reads from the environment; the tests set every one they need explicitly.
-APP_ENV_PREFIXES = ("RT_", "DJANGO_", "OPENAI_")
-APP_ENV_KEYS = ("DATABASE_URL", "REDIS_URL", "DATABASE_CONN_MAX_AGE", "GUNICORN_CMD_ARGS", "WEB_CONCURRENCY")
 
 SESSION = {
     "input_audio_format": "pcm16",
@@ -189,11 +188,7 @@ def audit_rows(database_url: str, username: str) -> list[AuditRow]:
 
 def app_env(database_url: str, redis_url: str, standin: Any, **extra: str) -> dict[str, str]:
     """The environment of a production-like example project: nothing inherited that it reads itself."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(APP_ENV_PREFIXES) and key not in APP_ENV_KEYS
-    }
+    env = clean_environ()
     env.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,

@@ -33,6 +33,8 @@ from typing import Any
 import pytest
 import requests
 
+from .example_env import clean_environ
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -64,18 +66,6 @@ logging.getLogger("selenium").setLevel(logging.WARNING)
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 10  # seconds, for every bounded wait on the page
-ENV_KEYS = (
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "RT_UPSTREAM",
-    "RUN_MAIN",
-    "DJANGO_SECRET_KEY",
-    "DJANGO_DEBUG",
-    "DJANGO_ALLOWED_HOSTS",
-)
 EXTRA_PRESETS = [
     {
         "name": "limited",
@@ -213,7 +203,7 @@ class DemoProcess:
     """The example project in a subprocess; `url` once it listens."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        base = {key: value for key, value in os.environ.items() if key not in ENV_KEYS}
+        base = clean_environ()
         self.process = subprocess.Popen(  # noqa: S603  (our own interpreter and script)
             [sys.executable, "-c", SERVE],
             cwd=ROOT,

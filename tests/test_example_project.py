@@ -7,7 +7,6 @@ subprocess with a controlled environment.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import subprocess
@@ -21,19 +20,9 @@ from typing import Any
 import pytest
 import requests
 
+from .example_env import clean_environ
+
 ROOT = Path(__file__).resolve().parent.parent
-ENV_KEYS = (
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "RT_UPSTREAM",
-    "RUN_MAIN",
-    "DJANGO_SECRET_KEY",
-    "DJANGO_DEBUG",
-    "DJANGO_ALLOWED_HOSTS",
-)
 
 # Runs in the subprocess: set up Django with the example settings, report what the tests check.
 INSPECT = """
@@ -59,9 +48,7 @@ print(json.dumps({
 
 
 def example_env(**values: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ENV_KEYS}
-    env.update(values)
-    return env
+    return clean_environ(**values)
 
 
 def inspect_settings(argv: list[str] | None = None, **values: str) -> dict[str, Any]:
