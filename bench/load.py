@@ -222,6 +222,50 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+# --------------------------------------------------------------------------- environments
+
+
+def common_environment(upstream: str) -> dict[str, str]:
+    """What every server gets: this shell's environment without Django's or the app's, the upstream."""
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RT_SESSIONS"))}
+    return {
+        **base_env,
+        "OPENAI_API_KEY": "sk-bench-not-a-real-key",
+        "OPENAI_BASE_URL": f"{upstream}/v1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def ours_environment(
+    common: dict[str, str],
+    src: Path,
+    database_url: str,
+    redis_url: str,
+    port: int,
+    settings: str = "bench.load_settings",
+) -> dict[str, str]:
+    """The example project as deployed (DEBUG off, PostgreSQL, Redis) on 127.0.0.1:port."""
+    return {
+        **common,
+        "PYTHONPATH": str(src.resolve()),
+        "DJANGO_SETTINGS_MODULE": settings,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "RT_BENCH_LOAD_DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "GUNICORN_BIND": f"{HOST}:{port}",
+    }
+
+
+def floor_environment(common: dict[str, str], upstream: str, port: int) -> dict[str, str]:
+    return {
+        **common,
+        "PYTHONPATH": str(ROOT),
+        "FLOOR_UPSTREAM_URL": f"{upstream}/v1",
+        "GUNICORN_BIND": f"{HOST}:{port}",
+    }
+
+
 # --------------------------------------------------------------------------- ours: database and login
 
 PREPARE_SCRIPT = """
@@ -330,6 +374,29 @@ def run_wrk(url: str, clients: int, seconds: float, env: dict[str, str]) -> dict
         if line.startswith("WRK_RESULT "):
             return json.loads(line[len("WRK_RESULT ") :])
     raise RuntimeError(f"wrk printed no result (status {done.returncode}): {done.stderr or done.stdout}")
+
+
+def measure(
+    server: str, url: str, delay: int, clients: int, seconds: float, env: dict[str, str], pid: int
+) -> Result:
+    """One wrk run against url; the CPU is that of the server's process tree (pid) during the run."""
+    cpu_before = tree_cpu_seconds(pid)
+    data = run_wrk(url, clients, seconds, env)
+    cpu = tree_cpu_seconds(pid) - cpu_before
+    return Result(
+        server=server,
+        delay_ms=delay,
+        clients=clients,
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        statuses={str(k): v for k, v in data["statuses"].items()},
+        errors=data["errors"],
+        p50_ms=data["latency_us"]["p50"] / 1000,
+        p90_ms=data["latency_us"]["p90"] / 1000,
+        p99_ms=data["latency_us"]["p99"] / 1000,
+        max_ms=data["latency_us"]["max"] / 1000,
+        cpu_ms_per_request=(cpu * 1000 / data["requests"]) if data["requests"] else None,
+    )
 
 
 def set_delay(upstream: str, delay_ms: int) -> None:
@@ -490,29 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     upstream_port, ports = free_port(), {s: free_port() for s in SERVERS}
     upstream = f"http://{HOST}:{upstream_port}"
     gunicorn_cfg = str(ROOT / "example_project" / "gunicorn.conf.py")
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RT_SESSIONS"))}
-    common = {
-        **base_env,
-        "OPENAI_API_KEY": "sk-bench-not-a-real-key",
-        "OPENAI_BASE_URL": f"{upstream}/v1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    ours_env = {
-        **common,
-        "PYTHONPATH": str(args.ours_src.resolve()),
-        "DJANGO_SETTINGS_MODULE": "bench.load_settings",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "RT_BENCH_LOAD_DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "GUNICORN_BIND": f"{HOST}:{ports['ours']}",
-    }
-    floor_env = {
-        **common,
-        "PYTHONPATH": str(ROOT),
-        "FLOOR_UPSTREAM_URL": f"{upstream}/v1",
-        "GUNICORN_BIND": f"{HOST}:{ports['floor']}",
-    }
+    common = common_environment(upstream)
+    ours_env = ours_environment(common, args.ours_src, database_url, redis_url, ports["ours"])
+    floor_env = floor_environment(common, upstream, ports["floor"])
     if args.floor_worker_class:
         floor_env["GUNICORN_WORKER_CLASS"] = args.floor_worker_class
     if args.floor_threads:
@@ -599,25 +646,9 @@ def main(argv: list[str] | None = None) -> int:
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                         )
-                    cpu_before = tree_cpu_seconds(procs.procs[server].pid)
-                    data = run_wrk(url, clients, args.duration, env)
-                    cpu = tree_cpu_seconds(procs.procs[server].pid) - cpu_before
+                    result = measure(server, url, delay, clients, args.duration, env, procs.procs[server].pid)
                     if spy is not None:
                         spy.wait(timeout=120)
-                    result = Result(
-                        server=server,
-                        delay_ms=delay,
-                        clients=clients,
-                        requests=data["requests"],
-                        seconds=data["duration_us"] / 1e6,
-                        statuses={str(k): v for k, v in data["statuses"].items()},
-                        errors=data["errors"],
-                        p50_ms=data["latency_us"]["p50"] / 1000,
-                        p90_ms=data["latency_us"]["p90"] / 1000,
-                        p99_ms=data["latency_us"]["p99"] / 1000,
-                        max_ms=data["latency_us"]["max"] / 1000,
-                        cpu_ms_per_request=(cpu * 1000 / data["requests"]) if data["requests"] else None,
-                    )
                     results.append(result)
                     bad = {k: v for k, v in result.statuses.items() if k != "201"}
                     socket_errors = {k: v for k, v in result.errors.items() if v and k != "status"}
