@@ -63,8 +63,8 @@ def preset(request: HttpRequest) -> HttpResponse:
     request.body  # noqa: B018
     if not request.user.is_authenticated:
         return _denied()
-    found = issuing._resolve_preset(PRESET)
-    issuing._check_access(request.user, found)
+    resolved = issuing._resolve_preset(PRESET)
+    issuing._check_access(request.user, resolved)
     issuing._release_pooled_connections()
     return _forward()
 
@@ -72,8 +72,9 @@ def preset(request: HttpRequest) -> HttpResponse:
 def _limited(request: HttpRequest) -> tuple[HttpResponse | None, object]:
     if not request.user.is_authenticated:
         return _denied(), None
-    found = issuing._resolve_preset(PRESET)
-    issuing._check_access(request.user, found)
+    resolved = issuing._resolve_preset(PRESET)
+    issuing._check_access(request.user, resolved)
+    found = resolved.preset
     try:
         throttling.check_limits(
             request.user, found, request, user_rate=rt_settings.USER_RATE, ip_rate=rt_settings.IP_RATE

@@ -32,7 +32,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
-from . import audit_export, audit_report
+from . import audit_export, audit_report, preset_cache
 from .admin_forms import SessionPresetForm
 from .conf import rt_settings
 from .errors import IssueError
@@ -175,6 +175,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
     @admin.action(description=_("Activate the selected presets"))
     def activate(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.update(active=True, updated_at=timezone.now(), updated_by=request.user)
+        preset_cache.invalidate()  # update() sends no signal
         self.message_user(request, ngettext("Activated %d preset.", "Activated %d presets.", count) % count)
 
     @admin.action(description=_("Deactivate the selected presets"))
@@ -186,6 +187,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
         count = queryset.update(active=False, updated_at=timezone.now(), updated_by=request.user)
+        preset_cache.invalidate()  # update() sends no signal
         self.message_user(
             request, ngettext("Deactivated %d preset.", "Deactivated %d presets.", count) % count
         )
@@ -201,6 +203,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
             SessionPreset.objects.filter(pk=preset.pk).update(
                 default=True, active=True, updated_at=timezone.now(), updated_by=request.user
             )
+            preset_cache.invalidate()  # update() sends no signal
         self.message_user(
             request, _("%(name)s is now the default preset.") % {"name": preset.name}, messages.SUCCESS
         )

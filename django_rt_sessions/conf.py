@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_FAIL_OPEN": False,
     "POLICY": None,
     "AUDIT_RETENTION_DAYS": 90,
+    "PRESET_CACHE": True,
 }
 
 
@@ -99,6 +100,10 @@ class Settings:
     @property
     def AUDIT_RETENTION_DAYS(self) -> int:
         return int(self._get("AUDIT_RETENTION_DAYS"))
+
+    @property
+    def PRESET_CACHE(self) -> bool:
+        return bool(self._get("PRESET_CACHE"))
 
 
 rt_settings = Settings()

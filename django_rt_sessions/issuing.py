@@ -21,11 +21,12 @@ from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from . import quotas, signals, throttling
+from . import preset_cache, quotas, signals, throttling
 from .conf import rt_settings
 from .errors import IssueError
 from .models import SessionPreset, TokenRequest
 from .policy import PolicyContext, get_policy
+from .preset_cache import ResolvedPreset
 from .presets import (
     OVERRIDABLE_FIELDS,
     PresetValidationError,
@@ -149,9 +150,10 @@ def _issue(context: IssueContext, payload: Any, attempt: _Attempt, dry_run: bool
     overrides = _parse_payload(payload)
     preset_name = payload.get("preset")
     attempt.preset_name = preset_name or ""
-    preset = _resolve_preset(preset_name)
+    resolved = _resolve_preset(preset_name)
+    preset = resolved.preset
     attempt.preset, attempt.preset_name = preset, preset.name
-    _check_access(context.user, preset)
+    _check_access(context.user, resolved)
     refused = [name for name in overrides if name not in preset.overridable]
     if refused:
         raise IssueError(
@@ -262,18 +264,17 @@ def _parse_payload(payload: Any) -> dict[str, Any]:
     return {key: payload[key] for key in OVERRIDABLE_FIELDS if key in payload}
 
 
-def _resolve_preset(name: str | None) -> SessionPreset:
-    presets = SessionPreset.objects.filter(active=True)
-    preset = presets.filter(name=name).first() if name else presets.filter(default=True).first()
-    if preset is None:
+def _resolve_preset(name: str | None) -> ResolvedPreset:
+    resolved = preset_cache.resolve(name)
+    if resolved is None:
         detail = f"No active preset named {name!r}." if name else "No default preset is configured."
         raise IssueError("preset_not_found", detail)
-    return preset
+    return resolved
 
 
-def _check_access(user: Any, preset: SessionPreset) -> None:
-    group_ids = list(preset.groups.values_list("pk", flat=True))
-    if group_ids and not user.groups.filter(pk__in=group_ids).exists():
+def _check_access(user: Any, resolved: ResolvedPreset) -> None:
+    # The user's groups are read every time: removing someone from a group takes effect at once.
+    if resolved.group_ids and not user.groups.filter(pk__in=resolved.group_ids).exists():
         raise IssueError("preset_forbidden")
 
 

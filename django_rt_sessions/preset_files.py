@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from . import preset_cache
 from .models import SessionPreset
 from .presets import PresetValidationError, validate_preset
 
@@ -75,6 +76,7 @@ def import_presets(data: Any) -> dict[str, list[str]]:
         if defaults:
             # The new default replaces the old one (the database allows only one).
             SessionPreset.objects.filter(default=True).exclude(name=defaults[0]).update(default=False)
+            preset_cache.invalidate()  # update() sends no signal
         for cleaned in cleaned_presets:
             group_names = cleaned.pop("groups")
             preset, created = SessionPreset.objects.update_or_create(name=cleaned["name"], defaults=cleaned)

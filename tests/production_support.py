@@ -235,6 +235,14 @@ def prepare_app(env: dict[str, str], presets: list[dict[str, Any]], users: dict[
     Returns each user's pk (the rate-limit key of the per-user limits).
     """
     manage(env, "migrate", "--noinput")
+    import_presets(env, presets)
+    output = manage({**env, "RT_PROD_USERS": json.dumps(users)}, "shell", "-c", CREATE_USERS)
+    line = next(line for line in output.splitlines() if line.startswith("USERS "))
+    return {name: int(pk) for name, pk in json.loads(line[len("USERS ") :]).items()}
+
+
+def import_presets(env: dict[str, str], presets: list[dict[str, Any]]) -> None:
+    """`rt_sessions_presets import` of `presets` into the example project's database."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(presets, handle)
     try:
@@ -242,9 +250,6 @@ def prepare_app(env: dict[str, str], presets: list[dict[str, Any]], users: dict[
         assert "Imported" in output, output
     finally:
         os.unlink(handle.name)
-    output = manage({**env, "RT_PROD_USERS": json.dumps(users)}, "shell", "-c", CREATE_USERS)
-    line = next(line for line in output.splitlines() if line.startswith("USERS "))
-    return {name: int(pk) for name, pk in json.loads(line[len("USERS ") :]).items()}
 
 
 def preset(name: str, *, default: bool = False, rate: str = "") -> dict[str, Any]:
@@ -619,14 +624,14 @@ def transcribe(
     )
 
 
-def burst(urls: list[str], login: Login, count: int, timeout: float = 60) -> list[Result]:
+def burst(urls: list[str], login: Login, count: int, timeout: float = 60, body: Any = None) -> list[Result]:
     """`count` requests at once (a thread and a connection each, released together), spread over `urls`."""
     barrier = threading.Barrier(count, timeout=timeout)
 
     def fire(index: int) -> Result:
         with requests.Session() as http:
             barrier.wait()
-            return transcribe(http, urls[index % len(urls)], login, timeout=timeout)
+            return transcribe(http, urls[index % len(urls)], login, body=body, timeout=timeout)
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(fire, range(count)))

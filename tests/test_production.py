@@ -35,6 +35,8 @@ from .production_support import (
     drop_database,
     executable,
     fresh_window,
+    import_presets,
+    manage,
     pg_connect,
     postgres_bin_dir,
     prepare_app,
@@ -290,6 +292,53 @@ def test_two_hosts_burst_issues_exactly_the_preset_limit(two_hosts: TwoHosts, st
     assert len(rows) == BURST
     assert Counter(row.outcome for row in rows) == {"issued": LIMIT, "rate_limited": BURST - LIMIT}
     _check_audit_matches(results, rows)
+    for host in hosts:
+        assert host.alive(), host.log()
+
+
+PRESET_CHANGE = """
+import os
+from django.contrib.auth.models import Group
+from django_rt_sessions import preset_cache
+from django_rt_sessions.models import SessionPreset
+change, preset = os.environ["RT_PROD_CHANGE"], SessionPreset.objects.get(name="shared")
+if change == "update-without-invalidate":
+    SessionPreset.objects.filter(pk=preset.pk).update(active=False)  # no signal: workers keep their copy
+elif change == "invalidate":
+    preset_cache.invalidate()
+elif change == "reactivate":
+    preset.active = True
+    preset.save()  # post_save
+elif change == "restrict":
+    preset.groups.add(Group.objects.create(name="not-the-user"))  # m2m_changed
+print("CHANGED", change)
+"""
+
+
+def test_preset_changes_reach_every_worker_of_both_hosts(two_hosts: TwoHosts, standin: Any) -> None:
+    """Each worker keeps presets in memory (preset_cache); a change in another process reaches them all."""
+    hosts = two_hosts.hosts
+    urls, env = [host.url for host in hosts], hosts[0].env
+    import_presets(env, [preset("shared")])  # no rate of its own: RT_USER_RATE, which never bites
+    login = browser_login(hosts[0].url, two_hosts.username, PASSWORD)
+
+    def outcomes() -> Counter[tuple[int | None, str | None]]:
+        results = burst(urls, login, 32, body={"preset": "shared"})
+        _check_common(results, {201, 403, 404})
+        return Counter((r.status, r.code) for r in results)
+
+    def change(what: str) -> None:
+        assert f"CHANGED {what}" in manage({**env, "RT_PROD_CHANGE": what}, "shell", "-c", PRESET_CHANGE)
+
+    assert outcomes() == {(201, None): 32}  # every worker that served one now holds the preset
+    change("update-without-invalidate")
+    assert outcomes()[(201, None)] > 0  # the workers really serve from memory (the documented limit)
+    change("invalidate")
+    assert outcomes() == {(404, "preset_not_found"): 32}
+    change("reactivate")
+    assert outcomes() == {(201, None): 32}
+    change("restrict")
+    assert outcomes() == {(403, "preset_forbidden"): 32}
     for host in hosts:
         assert host.alive(), host.log()
 
