@@ -63,8 +63,11 @@ def preset(request: HttpRequest) -> HttpResponse:
     request.body  # noqa: B018
     if not request.user.is_authenticated:
         return _denied()
-    resolved = issuing._resolve_preset(PRESET)
-    issuing._check_access(request.user, resolved)
+    try:
+        resolved = issuing._resolve_preset(PRESET)
+        issuing._check_access(request.user, resolved)
+    except IssueError as error:
+        return JsonResponse({"code": error.code}, status=error.status)
     issuing._release_pooled_connections()
     return _forward()
 
@@ -72,16 +75,19 @@ def preset(request: HttpRequest) -> HttpResponse:
 def _limited(request: HttpRequest) -> tuple[HttpResponse | None, object]:
     if not request.user.is_authenticated:
         return _denied(), None
-    resolved = issuing._resolve_preset(PRESET)
-    issuing._check_access(request.user, resolved)
-    found = resolved.preset
     try:
+        resolved = issuing._resolve_preset(PRESET)
+        issuing._check_access(request.user, resolved)
         throttling.check_limits(
-            request.user, found, request, user_rate=rt_settings.USER_RATE, ip_rate=rt_settings.IP_RATE
+            request.user,
+            resolved.preset,
+            request,
+            user_rate=rt_settings.USER_RATE,
+            ip_rate=rt_settings.IP_RATE,
         )
     except IssueError as error:
-        return JsonResponse({"code": error.code}, status=error.status), found
-    return None, found
+        return JsonResponse({"code": error.code}, status=error.status), None
+    return None, resolved.preset
 
 
 def limits(request: HttpRequest) -> HttpResponse:
