@@ -125,22 +125,14 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        print(f"\nThe ladder stopped: {exc}", file=sys.stderr)
-        for name in procs.procs:
-            tail = procs.log_tail(name)
-            if tail:
-                print(f"--- last lines of {name}.log:\n{tail}", file=sys.stderr)
+        procs.report_failure("The ladder", exc)
         return 1
     finally:
         procs.stop_all()
 
     print_ladder(results, args.configs)
     if args.json:
-        args.json.write_text(
-            json.dumps([{**r.__dict__, "rps": r.rps, "failures": r.failures} for r in results], indent=2)
-            + "\n"
-        )
-        print(f"\nResults written to {args.json}")
+        load.write_json(args.json, results)
     shutil.rmtree(log_dir, ignore_errors=True)
     return 0
 

@@ -172,6 +172,14 @@ class Processes:
             return "\n".join(text.strip().splitlines()[-lines:])
         return ""
 
+    def report_failure(self, what: str, exc: BaseException) -> None:
+        """Say why a run stopped, with the last lines each process logged."""
+        print(f"\n{what} stopped: {exc}", file=sys.stderr)
+        for name in self.procs:
+            tail = self.log_tail(name)
+            if tail:
+                print(f"--- last lines of {name}.log:\n{tail}", file=sys.stderr)
+
     def stop_all(self) -> None:
         # Servers first, the upstream last: requests still in flight then end cleanly.
         for proc in reversed(self.procs.values()):
@@ -407,6 +415,13 @@ def set_delay(upstream: str, delay_ms: int) -> None:
 
 
 # --------------------------------------------------------------------------- report
+
+
+def write_json(path: Path, results: list[Result]) -> None:
+    path.write_text(
+        json.dumps([{**r.__dict__, "rps": r.rps, "failures": r.failures} for r in results], indent=2) + "\n"
+    )
+    print(f"\nResults written to {path}")
 
 
 def fmt_ratio(value: float | None) -> str:
@@ -660,11 +675,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        print(f"\nThe benchmark stopped: {exc}", file=sys.stderr)
-        for name in procs.procs:
-            tail = procs.log_tail(name)
-            if tail:
-                print(f"--- last lines of {name}.log:\n{tail}", file=sys.stderr)
+        procs.report_failure("The benchmark", exc)
         return 1
     finally:
         procs.stop_all()
@@ -672,11 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, [s for s in SERVERS if s in targets])
     verdict = check_targets(results)
     if args.json:
-        args.json.write_text(
-            json.dumps([{**r.__dict__, "rps": r.rps, "failures": r.failures} for r in results], indent=2)
-            + "\n"
-        )
-        print(f"\nResults written to {args.json}")
+        write_json(args.json, results)
     if args.profile:
         print(f"py-spy profile of ours: {args.profile}")
     if args.keep_logs:
