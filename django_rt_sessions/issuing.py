@@ -186,7 +186,7 @@ def _issue(context: IssueContext, payload: Any, attempt: _Attempt, dry_run: bool
     except IssueError:
         quotas.refund(quota)  # no key was issued: the unit goes back
         raise
-    body = {**result.body, "preset": preset.name, "connect": upstream.connect_info(config.base_url)}
+    body = {**result.body, "preset": preset.name, "connect": upstream.connect_info(config.base_url, session)}
     token_request = TokenRequest.objects.create(
         **_audit_fields(context, attempt),
         outcome=TokenRequest.Outcome.ISSUED,

@@ -25,6 +25,8 @@ KNOWN_MODELS = (
     "gpt-live-transcribe",
     "gpt-realtime-whisper",
 )
+# OpenAI serves gpt-transcribe in realtime only over WebSocket (committed turns); the others over both.
+WEBSOCKET_ONLY_MODELS = ("gpt-transcribe",)
 MODELS_WITHOUT_PROMPT = ("gpt-4o-transcribe-diarize", "gpt-realtime-whisper")
 MODELS_WITHOUT_VAD = ("gpt-realtime-whisper",)
 OVERRIDABLE_FIELDS = ("language", "prompt", "noise_reduction")
@@ -293,3 +295,8 @@ def _errors_by_override(errors: dict[str, list[str]]) -> dict[str, list[str]]:
     for path, messages in errors.items():
         renamed.setdefault(_OVERRIDE_PATHS.get(path, path), []).extend(messages)
     return renamed
+
+
+def transports_for(model: str | None) -> tuple[str, ...]:
+    """The realtime transports a model supports, preferred first (the 201's `connect.transports`)."""
+    return ("websocket",) if model in WEBSOCKET_ONLY_MODELS else ("webrtc", "websocket")

@@ -173,6 +173,7 @@ def test_openai_ga_shape(api: Client, preset: SessionPreset, upstream: Any) -> N
         "api": "ga",
         "webrtc_url": f"{upstream.base_url}/realtime/calls",
         "websocket_url": f"{ws_base}/realtime?intent=transcription",
+        "transports": ["webrtc", "websocket"],
     }
 
     row = only_row()
@@ -716,3 +717,17 @@ def test_direct_call_maps_429(openai_standin: Any) -> None:
     assert (failure.upstream_status, failure.error_code) == (429, "rate_limit_exceeded")
     assert REQUEST_ID.match(failure.request_id)
     assert len(openai_standin.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "transports"),
+    [("gpt-transcribe", ["websocket"]), ("gpt-live-transcribe", ["webrtc", "websocket"])],
+)
+def test_connect_lists_the_transports_of_the_sessions_model(
+    api: Client, preset: SessionPreset, upstream: Any, model: str, transports: list[str]
+) -> None:
+    preset.session = {"input_audio_transcription": {"model": model}}
+    preset.save()
+    response = post(api, {})
+    assert response.status_code == 201, response.content
+    assert response.json()["connect"]["transports"] == transports

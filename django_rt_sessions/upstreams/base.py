@@ -107,13 +107,20 @@ class Upstream:
     def url(self, base_url: str) -> str:
         return f"{base_url}{self.path}"
 
-    def connect_info(self, base_url: str) -> dict[str, str]:
-        """Where the browser connects with the ephemeral key (returned to it as `connect`)."""
+    def connect_info(self, base_url: str, session: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Where the browser connects with the ephemeral key (returned to it as `connect`).
+
+        `transports` lists what the session's model supports, preferred first.
+        """
+        from ..presets import transports_for  # late: presets does not depend on the upstreams
+
         ws_base = re.sub(r"^http", "ws", base_url)
+        model = ((session or {}).get("input_audio_transcription") or {}).get("model")
         return {
             "api": self.api,
             "webrtc_url": f"{base_url}{self.webrtc_path}",
             "websocket_url": f"{ws_base}/realtime?intent=transcription",
+            "transports": list(transports_for(model)),
         }
 
     def check_config(self, config: UpstreamConfig) -> str | None:
