@@ -33,11 +33,14 @@ from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
 from . import audit_export, audit_report, preset_cache
-from .admin_forms import SessionPresetForm
+from .admin_forms import SessionPresetForm, session_fieldsets
 from .conf import rt_settings
 from .errors import IssueError
 from .issuing import IssueContext, fingerprint, issue_session
+from .lifecycle import retirement_of
 from .models import SessionPreset, TokenRequest
+from .planning import plan_session
+from .session_fields import model_of
 from .upstreams import get_upstream
 
 # ---------------------------------------------------------------------------------------------- presets
@@ -64,31 +67,19 @@ class SessionPresetAdmin(admin.ModelAdmin):
     list_filter = ["active", "default", "groups"]
     search_fields = ["name", "title", "description"]
     filter_horizontal = ["groups"]
-    readonly_fields = ["upstream_preview", "created_at", "updated_at", "updated_by"]
+    readonly_fields = ["created_at", "updated_at", "updated_by"]
     actions = ["duplicate", "activate", "deactivate", "make_default"]
     fieldsets = [
         (
             _("Identity and access"),
             {"fields": ["name", "title", "description", "active", "default", "groups"]},
         ),
-        (_("Audio"), {"fields": ["input_audio_format", "noise_reduction"]}),
-        (_("Transcription"), {"fields": ["model", "language", "prompt", "include_logprobs"]}),
-        (
-            _("Turn detection"),
-            {
-                "fields": [
-                    "turn_detection",
-                    "vad_threshold",
-                    "vad_prefix_padding_ms",
-                    "vad_silence_duration_ms",
-                ]
-            },
-        ),
+        # One fieldset per group of the session fields' description (Audio, Transcription, Turn detection).
+        *session_fieldsets(),
         (_("Token lifetime and limits"), {"fields": ["expires_after_seconds", "rate", "daily_quota"]}),
         (_("What users may override"), {"fields": ["overridable"]}),
     ]
     change_fieldsets = [
-        (_("Upstream request preview"), {"fields": ["upstream_preview"], "classes": ["collapse-open"]}),
         (_("History"), {"fields": ["created_at", "updated_at", "updated_by"]}),
     ]
 
@@ -102,11 +93,49 @@ class SessionPresetAdmin(admin.ModelAdmin):
         obj.updated_by = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        preset = self.get_object(request, object_id)
+        extra: dict[str, Any] = {}
+        if preset is not None:
+            extra["rt_preview"] = self.upstream_preview(request, preset)
+            retirement = retirement_of(model_of(preset.session))
+            if retirement is not None and request.method == "GET":
+                self.message_user(request, retirement.notice(preset.name), messages.WARNING)
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def upstream_preview(self, request: HttpRequest, preset: SessionPreset) -> dict[str, Any]:
+        """The exact body a request by this staff user would send: the issuance's own planning step."""
+        upstream = get_upstream()
+        preview: dict[str, Any] = {"url": upstream.url(rt_settings.BASE_URL), "upstream": upstream.name}
+        try:
+            plan = plan_session(request.user, preset, {}, request=request, upstream=upstream)
+        except IssueError as error:
+            preview["refusal"] = f"{error.status} {error.code} ({error.error_code or error.code}): " + (
+                error.error_message or error.detail
+            )
+        else:
+            preview["body"] = json.dumps(plan.body, indent=2)
+        return preview
+
     # -- list columns
 
     @admin.display(description=_("model"))
     def model_name(self, obj: SessionPreset) -> str:
-        return (obj.session.get("input_audio_transcription") or {}).get("model") or "—"
+        model = model_of(obj.session)
+        retirement = retirement_of(model)
+        if retirement is None:
+            return model or "—"
+        when = (
+            _("shut down %(date)s") if retirement.is_past() else _("shuts down %(date)s")
+        ) % {"date": retirement.shutdown.isoformat()}
+        return format_html(
+            '{} <span class="rt-retiring" title="{}" style="color:#b45309;white-space:nowrap">⚠ {}</span>',
+            model,
+            retirement.notice(obj.name),
+            when,
+        )
 
     @admin.display(description=_("language"))
     def language(self, obj: SessionPreset) -> str:
@@ -137,19 +166,6 @@ class SessionPresetAdmin(admin.ModelAdmin):
     def last_changed(self, obj: SessionPreset) -> str:
         when = timezone.localtime(obj.updated_at).strftime("%Y-%m-%d %H:%M")
         return f"{when} · {obj.updated_by.get_username()}" if obj.updated_by else when
-
-    @admin.display(description=_("body sent upstream"))
-    def upstream_preview(self, obj: SessionPreset) -> str:
-        if not obj.pk:
-            return "—"
-        upstream = get_upstream()
-        body = upstream.build_body(obj.session, obj.expires_after_seconds)
-        return format_html(
-            '<p>POST {} ({})</p><pre id="rt-upstream-preview">{}</pre>',
-            upstream.url(rt_settings.BASE_URL),
-            upstream.name,
-            json.dumps(body, indent=2),
-        )
 
     # -- actions
 

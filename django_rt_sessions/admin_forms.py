@@ -1,9 +1,10 @@
 """The preset change form: the `session` JSON laid out as the fields staff think in.
 
-Each form field maps to one place in the seed's session body. A select offers "not sent" (the key is
-absent: the upstream's default applies) and, where the API allows it, "off" (the key is sent as null).
-The form builds the session dict and hands it to `presets.validate_session`, the one validator, then
-puts each error on the field it concerns.
+Every session form field, its label, help text, choices and fieldset come from the description of the
+session fields (`session_fields.FIELDS`): one form field per value there. A select offers "not sent"
+(the key is absent: the upstream's default applies) and, where the API allows it, "off" (the key's object
+is sent as null). The form builds the session dict and hands it to `presets.validate_session`, the one
+validator, then puts each error on the field it concerns.
 """
 
 from __future__ import annotations
@@ -14,167 +15,99 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import SessionPreset
-from .presets import (
-    AUDIO_FORMATS,
-    INCLUDE_ITEMS,
-    KNOWN_MODELS,
-    MAX_PROMPT_LENGTH,
-    MAX_VAD_MS,
-    OVERRIDABLE_FIELDS,
-    PresetValidationError,
-    validate_preset_options,
-    validate_session,
-)
+from .presets import PresetValidationError, validate_preset_options, validate_session
+from .session_fields import FIELDS, SessionField, index
+from .upstreams import configured_upstream
 
 NOT_SENT = ""
 OFF = "off"
 
-# Validator path -> form field, so an error lands next to the field that caused it.
-ERROR_FIELDS = {
-    "session.input_audio_format": "input_audio_format",
-    "session.input_audio_noise_reduction": "noise_reduction",
-    "session.input_audio_noise_reduction.type": "noise_reduction",
-    "session.input_audio_transcription": "model",
-    "session.input_audio_transcription.model": "model",
-    "session.input_audio_transcription.language": "language",
-    "session.input_audio_transcription.prompt": "prompt",
-    "session.turn_detection": "turn_detection",
-    "session.turn_detection.type": "turn_detection",
-    "session.turn_detection.threshold": "vad_threshold",
-    "session.turn_detection.prefix_padding_ms": "vad_prefix_padding_ms",
-    "session.turn_detection.silence_duration_ms": "vad_silence_duration_ms",
-    "session.include": "include_logprobs",
-}
-
-FORMAT_LABELS = {
-    "pcm16": _("PCM 16-bit, 24 kHz, mono (pcm16)"),
-    "g711_ulaw": _("G.711 μ-law (g711_ulaw)"),
-    "g711_alaw": _("G.711 A-law (g711_alaw)"),
-}
-OVERRIDE_LABELS = {
-    "language": _("Language"),
-    "prompt": _("Prompt"),
-    "noise_reduction": _("Noise reduction"),
-}
-
 
 class ModelInput(forms.TextInput):
-    """A free text input that suggests the known transcription models (HTML datalist)."""
+    """A free text input that suggests values (HTML datalist): the known transcription models."""
 
     template_name = "django_rt_sessions/widgets/model_input.html"
 
-    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+    def __init__(self, suggestions: tuple[str, ...], attrs: dict[str, Any] | None = None) -> None:
         super().__init__({"list": "rt-sessions-known-models", "autocomplete": "off", **(attrs or {})})
+        self.suggestions = suggestions
 
     def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
-        context["known_models"] = KNOWN_MODELS
+        context["known_models"] = self.suggestions
         return context
 
 
-class SessionPresetForm(forms.ModelForm):
-    input_audio_format = forms.ChoiceField(
-        label=_("Audio format"),
-        required=False,
-        choices=[(NOT_SENT, _("Not sent (upstream default: pcm16)"))]
-        + [(f, FORMAT_LABELS[f]) for f in AUDIO_FORMATS],
-        help_text=_(
-            "The format of the audio the browser sends. For pcm16, audio must be 16-bit PCM at 24 kHz, "
-            "single channel (mono), little-endian. G.711 suits telephony."
-        ),
+def _leaves(fields: tuple[SessionField, ...]) -> list[SessionField]:
+    return [spec for spec in fields if spec.rule.kind != "object"]
+
+
+def _selector_of(spec: SessionField, fields: tuple[SessionField, ...]) -> SessionField | None:
+    """The field that switches `spec`'s parent object on and off (noise reduction's type …), if any."""
+    return next(
+        (s for s in index(fields).children.get(spec.parent, []) if s.selector and s is not spec), None
     )
-    noise_reduction = forms.ChoiceField(
-        label=_("Noise reduction"),
-        required=False,
-        choices=[
-            (NOT_SENT, _("Not sent (upstream default)")),
-            (OFF, _("Off")),
-            ("near_field", _("Near field: headsets, close-talking microphones")),
-            ("far_field", _("Far field: laptop or conference-room microphones")),
-        ],
-        help_text=_(
-            "Filters audio before voice detection and the model. It can improve detection accuracy "
-            "(fewer false positives) and transcription on noisy input."
-        ),
-    )
-    model = forms.CharField(
-        label=_("Transcription model"),
-        required=False,
-        max_length=100,
-        widget=ModelInput(),
-        help_text=_(
-            "Any model name; the list suggests the known ones. Use gpt-4o-transcribe-diarize for speaker "
-            "labels. Empty: no transcription settings are sent unless a language or prompt is set."
-        ),
-    )
-    language = forms.CharField(
-        label=_("Language"),
-        required=False,
-        max_length=2,
-        help_text=_(
-            "ISO-639-1 code of the spoken language, two lowercase letters (en, fr, de). Setting it improves "
-            "accuracy and latency. Empty: the model detects the language."
-        ),
-    )
-    prompt = forms.CharField(
-        label=_("Prompt"),
-        required=False,
-        max_length=MAX_PROMPT_LENGTH,
-        strip=False,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=_(
-            "Optional text guiding the transcription's style or vocabulary. For whisper-1, a list of "
-            'keywords; for gpt-4o-transcribe models, free text such as "expect words related to '
-            'technology". Not accepted by gpt-4o-transcribe-diarize and gpt-realtime-whisper.'
-        ),
-    )
-    turn_detection = forms.ChoiceField(
-        label=_("Turn detection"),
-        required=False,
-        choices=[
-            (NOT_SENT, _("Not sent (upstream default: server VAD)")),
-            (OFF, _("Off")),
-            ("server_vad", _("Server voice activity detection")),
-        ],
-        help_text=_(
-            "Server VAD detects the start and end of speech from the audio volume and cuts the audio into "
-            "segments. Must be off for gpt-realtime-whisper."
-        ),
-    )
-    vad_threshold = forms.FloatField(
-        label=_("Activation threshold"),
-        required=False,
-        help_text=_(
-            "0.0 to 1.0 (upstream default 0.5). Higher needs louder audio to count as speech, which can "
-            "work better in noisy rooms."
-        ),
-    )
-    vad_prefix_padding_ms = forms.IntegerField(
-        label=_("Prefix padding (ms)"),
-        required=False,
-        help_text=_("Audio kept before detected speech, 0 to %(max)s ms (upstream default 300).")
-        % {"max": MAX_VAD_MS},
-    )
-    vad_silence_duration_ms = forms.IntegerField(
-        label=_("Silence duration (ms)"),
-        required=False,
-        help_text=_(
-            "Silence that ends a segment, 0 to %(max)s ms (upstream default 500). Shorter answers faster but "
-            "may cut in on short pauses."
+
+
+def _number_attrs(spec: SessionField) -> dict[str, Any]:
+    # The browser's hint only: the validator's messages stay the ones staff read.
+    attrs: dict[str, Any] = {}
+    if spec.rule.minimum is not None:
+        attrs["min"] = spec.rule.minimum
+    if spec.rule.maximum is not None:
+        attrs["max"] = spec.rule.maximum
+    return attrs
+
+
+def form_field(spec: SessionField, fields: tuple[SessionField, ...] = FIELDS) -> forms.Field:
+    """The admin form field for one value of the description."""
+    rule = spec.rule
+    common: dict[str, Any] = {"label": spec.label, "help_text": spec.help_text, "required": False}
+    if rule.kind == "choice":
+        parent = index(fields).by_path.get(spec.parent)
+        choices: list[tuple[str, Any]] = [(NOT_SENT, _("Not sent (upstream default)"))]
+        if spec.selector and parent is not None and parent.nullable:
+            choices.append((OFF, _("Off")))
+        choices += [
+            (c.value, (f"{c.label} ({_('GA upstreams only')})" if c.ga_only else c.label))
+            for c in rule.choices
+        ]
+        return forms.ChoiceField(choices=choices, **common)
+    if rule.kind == "text":
+        long_text = rule.max_length is None or rule.max_length > 200
+        if spec.suggestions:
+            widget: forms.Widget = ModelInput(spec.suggestions)
+        elif long_text:
+            widget = forms.Textarea(attrs={"rows": 3})
+        else:
+            widget = forms.TextInput()
+        return forms.CharField(widget=widget, strip=not long_text, **common)
+    if rule.kind == "number":
+        return forms.FloatField(
+            widget=forms.NumberInput(attrs={**_number_attrs(spec), "step": "any"}), **common
         )
-        % {"max": MAX_VAD_MS},
-    )
-    include_logprobs = forms.BooleanField(
-        label=_("Include log probabilities"),
-        required=False,
-        help_text=_(
-            "Ask for the transcription's log probabilities (item.input_audio_transcription.logprobs)."
-        ),
-    )
+    if rule.kind == "integer":
+        return forms.IntegerField(widget=forms.NumberInput(attrs=_number_attrs(spec)), **common)
+    if rule.kind == "list":
+        assert rule.items is not None
+        if rule.items.kind == "choice":
+            return forms.MultipleChoiceField(
+                choices=[(c.value, f"{c.label} ({c.value})") for c in rule.items.choices],
+                widget=forms.CheckboxSelectMultiple,
+                **common,
+            )
+        return forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), **common)  # one item per line
+    raise AssertionError(f"no form field for {rule.kind}")
+
+
+class SessionPresetFormBase(forms.ModelForm):
+    """The preset form without its session fields; `session_form_class` adds them from a description."""
+
+    session_fields: tuple[SessionField, ...] = FIELDS
+
     overridable = forms.MultipleChoiceField(
         label=_("Users may change"),
         required=False,
-        choices=[(f, OVERRIDE_LABELS[f]) for f in OVERRIDABLE_FIELDS],
         widget=forms.CheckboxSelectMultiple,
         help_text=_(
             "What a requesting user may set in their own request. Presets guide the browser; they cannot "
@@ -206,7 +139,7 @@ class SessionPresetForm(forms.ModelForm):
             ),
             "expires_after_seconds": _(
                 "How long the ephemeral key can start sessions, 10 to 7200 seconds (GA upstreams; the beta "
-                "shape's keys last about a minute). Short is safer."
+                "endpoint's keys last about a minute). Short is safer."
             ),
             "rate": _(
                 "Per-user limit for this preset, like 5/m or 100/h, replacing USER_RATE. Empty: USER_RATE."
@@ -215,20 +148,30 @@ class SessionPresetForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        overridable = self.fields["overridable"]
+        assert isinstance(overridable, forms.MultipleChoiceField)
+        overridable.choices = [
+            (name, spec.label) for name, spec in index(self.session_fields).by_override.items()
+        ]
         if self.instance.pk and not self.is_bound:
-            self.initial.update(session_initial(self.instance.session))
+            self.initial.update(session_initial(self.instance.session, self.session_fields))
             self.initial["overridable"] = list(self.instance.overridable or [])
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        vad = cleaned.get("turn_detection")  # read before add_error() can drop it from cleaned_data
-        session = build_session(cleaned)
+        fields = self.session_fields
+        by_path = index(fields).by_path
+        session, misplaced = build_session(cleaned, fields)
+        for form_name, message in misplaced:
+            self.add_error(form_name, message)
         try:
-            cleaned["session"] = validate_session(session)
+            cleaned["session"] = validate_session(session, upstream=configured_upstream(), fields=fields)
         except PresetValidationError as exc:
             for path, messages in exc.errors.items():
-                field = ERROR_FIELDS.get(path)
-                self.add_error(field if field in self.fields else None, messages)
+                spec = by_path.get(path.removeprefix("session."))
+                field = spec.form_name if spec is not None else None
+                if field is None or field not in self.errors:
+                    self.add_error(field if field in self.fields else None, messages)
         try:
             validate_preset_options(
                 cleaned.get("expires_after_seconds"),
@@ -239,10 +182,6 @@ class SessionPresetForm(forms.ModelForm):
             for field, messages in exc.errors.items():
                 if field not in self.errors:
                     self.add_error(field if field in self.fields else None, messages)
-        if vad != "server_vad":
-            for key in ("vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms"):
-                if cleaned.get(key) is not None:
-                    self.add_error(key, _("Only used with server voice activity detection: choose it above."))
         if cleaned.get("default") and cleaned.get("active") is False:
             self.add_error("default", _("The default preset must be active."))
         return cleaned
@@ -253,43 +192,109 @@ class SessionPresetForm(forms.ModelForm):
         return super().save(commit)
 
 
-def session_initial(session: dict[str, Any]) -> dict[str, Any]:
+def session_form_class(fields: tuple[SessionField, ...] = FIELDS) -> type[SessionPresetFormBase]:
+    """The preset form with one field per value of `fields` (FIELDS, or a test's extended copy)."""
+    leaves = _leaves(fields)
+    names = [spec.form_name for spec in leaves]
+    assert len(set(names)) == len(names), f"two session fields share a form field: {names}"
+    attrs: dict[str, Any] = {"session_fields": fields, "__module__": __name__}
+    attrs.update({spec.form_name: form_field(spec, fields) for spec in leaves})
+    return type("SessionPresetForm", (SessionPresetFormBase,), attrs)
+
+
+SessionPresetForm = session_form_class()
+
+
+def session_fieldsets(fields: tuple[SessionField, ...] = FIELDS) -> list[tuple[Any, Any]]:
+    """The admin fieldsets of the session fields: one per group, in the description's order."""
+    groups: dict[str, tuple[Any, list[str]]] = {}
+    for spec in _leaves(fields):
+        groups.setdefault(str(spec.group), (spec.group, []))[1].append(spec.form_name)
+    return [(label, {"fields": names}) for label, names in groups.values()]
+
+
+def session_initial(session: dict[str, Any], fields: tuple[SessionField, ...] = FIELDS) -> dict[str, Any]:
     """The form fields' initial values for a stored session."""
-    initial: dict[str, Any] = {"input_audio_format": session.get("input_audio_format", NOT_SENT)}
-    if "input_audio_noise_reduction" in session:
-        noise = session["input_audio_noise_reduction"]
-        initial["noise_reduction"] = OFF if noise is None else noise.get("type", NOT_SENT)
-    transcription = session.get("input_audio_transcription") or {}
-    for key in ("model", "language", "prompt"):
-        initial[key] = transcription.get(key) or ""
-    if "turn_detection" in session:
-        vad = session["turn_detection"]
-        initial["turn_detection"] = OFF if vad is None else vad.get("type", "server_vad")
-        for key in ("threshold", "prefix_padding_ms", "silence_duration_ms"):
-            initial[f"vad_{key}"] = (vad or {}).get(key)
-    initial["include_logprobs"] = bool(session.get("include"))
+    initial: dict[str, Any] = {}
+    for spec in _leaves(fields):
+        present, value = _lookup(session, spec.path)
+        if spec.selector:
+            parent_present, parent = _lookup(session, spec.parent)
+            if parent_present and parent is None:
+                initial[spec.form_name] = OFF
+                continue
+            if parent_present and not present and spec.default is not None:
+                value, present = spec.default, True
+        if not present or value is None:
+            initial[spec.form_name] = [] if _is_choice_list(spec) else NOT_SENT
+        elif spec.rule.kind == "list" and not _is_choice_list(spec):
+            initial[spec.form_name] = "\n".join(str(item) for item in value)
+        else:
+            initial[spec.form_name] = value
     return initial
 
 
-def build_session(data: dict[str, Any]) -> dict[str, Any]:
-    """The session dict (seed vocabulary) that the form's fields describe."""
+def build_session(
+    data: dict[str, Any], fields: tuple[SessionField, ...] = FIELDS
+) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The session dict (the beta endpoint's vocabulary) that the form's fields describe.
+
+    Also returns (form field, message) for values given where their object is not sent.
+    """
     session: dict[str, Any] = {}
-    if data.get("input_audio_format"):
-        session["input_audio_format"] = data["input_audio_format"]
-    noise = data.get("noise_reduction")
-    if noise:
-        session["input_audio_noise_reduction"] = None if noise == OFF else {"type": noise}
-    transcription = {key: data[key] for key in ("model", "language", "prompt") if data.get(key)}
-    if transcription:
-        session["input_audio_transcription"] = transcription
-    vad = data.get("turn_detection")
-    if vad == OFF:
-        session["turn_detection"] = None
-    elif vad:
-        session["turn_detection"] = {"type": vad}
-        for key in ("threshold", "prefix_padding_ms", "silence_duration_ms"):
-            if data.get(f"vad_{key}") is not None:
-                session["turn_detection"][key] = data[f"vad_{key}"]
-    if data.get("include_logprobs"):
-        session["include"] = list(INCLUDE_ITEMS)
-    return session
+    misplaced: list[tuple[str, Any]] = []
+    for spec in _leaves(fields):
+        value = _form_value(spec, data.get(spec.form_name))
+        if value is _NOT_SENT:
+            continue
+        if value is _OFF:
+            _set(session, spec.parent, None)
+            continue
+        selector = _selector_of(spec, fields)
+        if selector is not None and data.get(selector.form_name) in (NOT_SENT, OFF, None):
+            misplaced.append(
+                (
+                    spec.form_name,
+                    _("Only used when %(what)s is on: choose it above.") % {"what": selector.label},
+                )
+            )
+            continue
+        _set(session, spec.path, value)
+    return session, misplaced
+
+
+_NOT_SENT = object()
+_OFF = object()
+
+
+def _is_choice_list(spec: SessionField) -> bool:
+    return spec.rule.kind == "list" and spec.rule.items is not None and spec.rule.items.kind == "choice"
+
+
+def _form_value(spec: SessionField, raw: Any) -> Any:
+    if spec.selector and raw == OFF:
+        return _OFF
+    if raw is None or raw == NOT_SENT or raw == []:
+        return _NOT_SENT
+    if spec.rule.kind == "list" and not _is_choice_list(spec):
+        items = [line.strip() for line in str(raw).splitlines() if line.strip()]
+        return items or _NOT_SENT
+    return list(raw) if _is_choice_list(spec) else raw
+
+
+def _lookup(obj: Any, path: str) -> tuple[bool, Any]:
+    for key in path.split("."):
+        if not isinstance(obj, dict) or key not in obj:
+            return False, None
+        obj = obj[key]
+    return True, obj
+
+
+def _set(session: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    target = session
+    for key in parents:
+        if not isinstance(target.get(key), dict):
+            target[key] = {}
+        target = target[key]
+    target[leaf] = value

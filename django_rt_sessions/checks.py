@@ -1,4 +1,5 @@
-"""System checks for RT_SESSIONS (`manage.py check`). Every id is listed in the README."""
+"""System checks for RT_SESSIONS (`manage.py check`), and database checks of the stored presets
+(`manage.py check --database default`, `migrate`). Every id is listed in docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -124,3 +125,78 @@ def _check_numbers() -> list[checks.CheckMessage]:
         )
         for message in problems
     ]
+
+
+@checks.register()
+def check_model_retirements(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .lifecycle import setting_problems
+
+    return [
+        checks.Error(
+            problem,
+            hint='Each entry is {"shutdown": "YYYY-MM-DD", "replacement": "model"}, or None to drop a '
+            "shipped one; see docs/presets.md#model-lifecycle.",
+            id="rt_sessions.E008",
+        )
+        for problem in setting_problems(rt_settings.MODEL_RETIREMENTS)
+    ]
+
+
+@checks.register(checks.Tags.database)
+def check_presets(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warnings about stored presets: `manage.py check --database default` and `migrate` run these.
+
+    Warnings, never Errors: preset data must not block a deploy or a migration.
+    """
+    from django.db import DatabaseError
+
+    from .lifecycle import retirement_of
+    from .models import SessionPreset
+    from .presets import PresetValidationError, validate_session
+    from .session_fields import model_of
+    from .upstreams import configured_upstream
+
+    messages: list[checks.CheckMessage] = []
+    upstream = configured_upstream()
+    for alias in databases or ():
+        try:
+            presets = list(SessionPreset.objects.using(alias).filter(active=True).order_by("name"))
+        except DatabaseError:
+            continue  # not migrated yet (this runs during the first migrate too)
+        for preset in presets:
+            retirement = retirement_of(model_of(preset.session))
+            if retirement is not None:
+                messages.append(
+                    checks.Warning(
+                        retirement.notice(preset.name),
+                        hint="Change the preset's transcription model in the admin or in your presets file "
+                        "(docs/presets.md#model-lifecycle).",
+                        obj=preset,
+                        id="rt_sessions.W002",
+                    )
+                )
+            try:
+                validate_session(preset.session)
+            except PresetValidationError as exc:
+                messages.append(
+                    checks.Warning(
+                        f"Preset {preset.name!r} is no longer valid ({exc}): requests for it answer 503.",
+                        hint="Open it in the admin and save it with the fields corrected.",
+                        obj=preset,
+                        id="rt_sessions.W004",
+                    )
+                )
+                continue
+            unsupported = upstream.unsupported(preset.session) if upstream is not None else []
+            if unsupported and upstream is not None:
+                messages.append(
+                    checks.Warning(
+                        f"Preset {preset.name!r} cannot be served by the {upstream.name} upstream: "
+                        + " ".join(upstream.unsupported_message(token) for token in unsupported)
+                        + " Requests for it answer 503.",
+                        hint="Change RT_SESSIONS['UPSTREAM'], or remove those settings from the preset.",
+                        obj=preset,
+                        id="rt_sessions.W003",
+                    )
+                )
+    return messages

@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "POLICY": None,
     "AUDIT_RETENTION_DAYS": 90,
     "PRESET_CACHE": True,
+    "MODEL_RETIREMENTS": {},
 }
 
 
@@ -104,6 +105,12 @@ class Settings:
     @property
     def PRESET_CACHE(self) -> bool:
         return bool(self._get("PRESET_CACHE"))
+
+
+    @property
+    def MODEL_RETIREMENTS(self) -> Any:
+        """Announced model shutdowns added to (or correcting) the shipped table; see lifecycle.py."""
+        return self._get("MODEL_RETIREMENTS") or {}
 
 
 rt_settings = Settings()

@@ -43,6 +43,8 @@ class IssueError(Exception):
         errors: dict[str, list[str]] | None = None,
         retry_after: int | None = None,
         status: int | None = None,
+        error_code: str = "",
+        error_message: str = "",
     ) -> None:
         # Codes outside ERRORS come from a site's POLICY: a refusal (403 unless it says otherwise).
         default_status, outcome, default_detail = ERRORS.get(code, (403, "forbidden", "Request denied."))
@@ -53,6 +55,9 @@ class IssueError(Exception):
         self.detail = detail or default_detail
         self.errors = errors
         self.retry_after = retry_after
+        # For the audit row only (staff read it; the user sees `code` and `detail`): a finer code and text.
+        self.error_code = error_code
+        self.error_message = error_message
         self.token_request: Any = None  # the audit row, once the issuing service has recorded it
         super().__init__(f"{code}: {self.detail}")
 

@@ -1,11 +1,13 @@
-"""OpenAPI 3 description of the app's two endpoints (SPEC §4), for drf-spectacular (the ``openapi`` extra).
+"""OpenAPI 3 description of the app's two endpoints (docs/http-api.md), for drf-spectacular (the ``openapi``
+extra).
 
 Importing this module registers drf-spectacular extensions; ``AppConfig.ready()`` imports it only when
 drf-spectacular is installed, so the app works without it and ``views.py`` carries no schema decorators:
 
 * two ``OpenApiViewExtension``\\ s replace the views, for schema generation only, with subclasses annotated by
   ``extend_schema`` (request body, every response, the ``Cache-Control`` and ``Retry-After`` headers);
-* ``OpenApiSerializerExtension``\\ s give the marker serializers below hand-written JSON schemas, so the
+* ``OpenApiSerializerExtension``\\ s give the marker serializers below JSON schemas generated from the
+  description of the session fields (``session_fields.FIELDS``), so the
   components say exactly what the validators accept (enums, patterns, lengths, nullability, no unknown
   keys) rather than what DRF fields can express.
 
@@ -16,6 +18,8 @@ can answer, so a new code added to ``ERRORS`` shows up in the schema under its s
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Callable
 from typing import Any, cast
 
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiViewExtension
@@ -30,22 +34,12 @@ from rest_framework import serializers
 
 from .errors import ERRORS
 from .parsers import MAX_BODY_BYTES
-from .presets import (
-    AUDIO_FORMATS,
-    INCLUDE_ITEMS,
-    MAX_EXPIRES_AFTER,
-    MAX_PROMPT_LENGTH,
-    MAX_VAD_MS,
-    MIN_EXPIRES_AFTER,
-    NOISE_REDUCTION_TYPES,
-    OVERRIDABLE_FIELDS,
-    TURN_DETECTION_TYPES,
-)
+from .presets import MAX_EXPIRES_AFTER, MIN_EXPIRES_AFTER
+from .session_fields import FIELDS, OVERRIDABLE_FIELDS, Rule, SessionField, field_notes, index
 
 __all__ = ["CREATE_RESPONSES", "ERROR_CODES", "ERROR_COMPONENTS", "LIST_RESPONSES", "TAG", "error_schema"]
 
 TAG = "rt-sessions"
-LANGUAGE_PATTERN = "^[a-z]{2}$"
 PRESET_NAME_PATTERN = "^[-a-zA-Z0-9_]{1,64}$"
 
 # DRF's own codes that the views' exception handler passes through, by status.
@@ -116,93 +110,147 @@ assert set(ERROR_CODES) <= set(_ERROR_INFO), sorted(set(ERROR_CODES) - set(_ERRO
 ERROR_COMPONENTS: dict[int, str] = {status: _ERROR_INFO[status][0] for status in ERROR_CODES}
 
 # ------------------------------------------------------------------------------------------- schemas
+# The session and request schemas are generated from the description of the session fields
+# (session_fields.FIELDS): the same table the validator, the admin form and the docs read.
 
 
-def _noise_reduction(*, strict: bool) -> dict[str, Any]:
+def _value_schema(rule: Rule) -> dict[str, Any]:
+    if rule.kind == "choice":
+        return {"type": "string", "enum": list(rule.values)}
+    if rule.kind == "text":
+        schema: dict[str, Any] = {"type": "string"}
+        if rule.min_length:
+            schema["minLength"] = rule.min_length
+        if rule.max_length is not None:
+            schema["maxLength"] = rule.max_length
+        if rule.pattern is not None:
+            schema["pattern"] = f"^{rule.pattern}$"
+        elif rule.forbidden or rule.single_line:
+            excluded = re.escape(rule.forbidden) + ("\\r\\n" if rule.single_line else "")
+            schema["pattern"] = f"^[^{excluded}]*$"
+        return schema
+    if rule.kind in ("number", "integer"):
+        schema = {"type": rule.kind}
+        if rule.minimum is not None:
+            schema["minimum"] = rule.minimum
+        if rule.maximum is not None:
+            schema["maximum"] = rule.maximum
+        return schema
+    if rule.kind == "list":
+        assert rule.items is not None
+        schema = {"type": "array", "items": _value_schema(rule.items)}
+        if rule.min_items:
+            schema["minItems"] = rule.min_items
+        if rule.max_items is not None:
+            schema["maxItems"] = rule.max_items
+        if rule.distinct:
+            schema["uniqueItems"] = True
+        return schema
+    raise AssertionError(rule.kind)
+
+
+def _field_schema(spec: SessionField, fields: tuple[SessionField, ...], *, strict: bool) -> dict[str, Any]:
+    if spec.rule.kind == "object":
+        schema = _object_schema(spec.path, fields, strict=strict)
+    else:
+        schema = _value_schema(spec.rule)
+    schema["description"] = " ".join(field_notes(spec))
+    if spec.nullable:
+        schema["nullable"] = True
+    return schema
+
+
+def _object_schema(path: str, fields: tuple[SessionField, ...], *, strict: bool) -> dict[str, Any]:
+    """An object's schema; with `when` children (turn detection's types), one variant per type."""
+    children = index(fields).children.get(path, [])
+    properties = {c.name: _field_schema(c, fields, strict=strict) for c in children}
+    required = [c.name for c in children if c.required and c.default is None]
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": not strict}
+    if required:
+        schema["required"] = required
+    selectors = {c.when[0] for c in children if c.when}
+    if not strict or not selectors:
+        return schema
+    (selector,) = selectors  # one discriminator per object
+    variants = []
+    for value in index(fields).by_path[f"{path}.{selector}"].rule.values:
+        names = [c.name for c in children if c.when is None or value in c.when[1]]
+        variant_props = {name: properties[name] for name in names}
+        variant_props[selector] = {**properties[selector], "enum": [value]}
+        variants.append({"type": "object", "properties": variant_props, "additionalProperties": False})
+    return {"anyOf": variants}
+
+
+def preset_session_schema(fields: tuple[SessionField, ...] = FIELDS) -> dict[str, Any]:
+    """A preset's `session`: what the validator accepts (every key optional but the required ones)."""
+    return _object_schema("", fields, strict=True)
+
+
+def request_schema(fields: tuple[SessionField, ...] = FIELDS) -> dict[str, Any]:
+    """The POST body: `preset` and every override of the description, all optional, no other key."""
+    properties: dict[str, Any] = {
+        "preset": {
+            "type": "string",
+            "nullable": True,
+            "pattern": PRESET_NAME_PATTERN,
+            "maxLength": 64,
+            "description": "The preset's name; absent or null: the default preset.",
+            "example": "meetings-fr",
+        }
+    }
+    for name, spec in index(fields).by_override.items():
+        removes = "turns it off" if spec.override_null_off else "removes the preset's value"
+        value = _value_schema(spec.rule)
+        if "enum" in value:
+            value["enum"] = [*value["enum"], None]  # OpenAPI 3.0: a nullable enum lists null
+        properties[name] = {
+            **value,
+            "nullable": True,
+            "description": f"Changes `{spec.path}` ({removes} when null). {field_notes(spec)[0]}",
+        }
     return {
         "type": "object",
-        "nullable": True,
-        "properties": {"type": {"type": "string", "enum": list(NOISE_REDUCTION_TYPES)}},
-        "additionalProperties": not strict,
-        "description": "Noise reduction; `null` turns it off.",
+        "properties": properties,
+        "additionalProperties": False,
+        "description": f"{', '.join(f'`{n}`' for n in index(fields).overrides)} are accepted only when the "
+        "preset lists them in `overridable` (else 400 `override_not_allowed`). The whole body is at most "
+        f"{MAX_BODY_BYTES} bytes.",
     }
 
 
-def _transcription(*, strict: bool) -> dict[str, Any]:
+def preset_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "model": {"type": "string", "minLength": 1, "example": "gpt-4o-transcribe"},
-            "language": {
-                "type": "string",
-                "pattern": LANGUAGE_PATTERN,
-                "description": "ISO-639-1, two lowercase letters.",
+            "name": {"type": "string", "pattern": PRESET_NAME_PATTERN, "maxLength": 64},
+            "title": {"type": "string", "maxLength": 200},
+            "description": {"type": "string"},
+            "default": {"type": "boolean"},
+            "overridable": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(OVERRIDABLE_FIELDS)},
+                "uniqueItems": True,
             },
-            "prompt": {"type": "string", "maxLength": MAX_PROMPT_LENGTH},
+            "expires_after_seconds": {
+                "type": "integer",
+                "minimum": MIN_EXPIRES_AFTER,
+                "maximum": MAX_EXPIRES_AFTER,
+                "description": "Lifetime of the ephemeral key (GA upstreams only).",
+            },
+            "session": {"$ref": "#/components/schemas/PresetSession"},
         },
-        "additionalProperties": not strict,
+        "required": [
+            "name",
+            "title",
+            "description",
+            "default",
+            "overridable",
+            "expires_after_seconds",
+            "session",
+        ],
+        "additionalProperties": False,
     }
 
-
-def _turn_detection(*, strict: bool) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "nullable": True,
-        "properties": {
-            "type": {"type": "string", "enum": list(TURN_DETECTION_TYPES)},
-            "threshold": {"type": "number", "minimum": 0.0, "maximum": 1.0},
-            "prefix_padding_ms": {"type": "integer", "minimum": 0, "maximum": MAX_VAD_MS},
-            "silence_duration_ms": {"type": "integer", "minimum": 0, "maximum": MAX_VAD_MS},
-        },
-        "additionalProperties": not strict,
-        "description": "Voice-activity detection; `null` turns it off.",
-    }
-
-
-# A preset's `session` (SPEC §3): what the validator accepts. Every key optional; absent = not sent.
-PRESET_SESSION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "input_audio_format": {"type": "string", "enum": list(AUDIO_FORMATS)},
-        "input_audio_noise_reduction": _noise_reduction(strict=True),
-        "input_audio_transcription": _transcription(strict=True),
-        "turn_detection": _turn_detection(strict=True),
-        "include": {"type": "array", "items": {"type": "string", "enum": list(INCLUDE_ITEMS)}},
-    },
-    "additionalProperties": False,
-}
-
-PRESET_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "pattern": PRESET_NAME_PATTERN, "maxLength": 64},
-        "title": {"type": "string", "maxLength": 200},
-        "description": {"type": "string"},
-        "default": {"type": "boolean"},
-        "overridable": {
-            "type": "array",
-            "items": {"type": "string", "enum": list(OVERRIDABLE_FIELDS)},
-            "uniqueItems": True,
-        },
-        "expires_after_seconds": {
-            "type": "integer",
-            "minimum": MIN_EXPIRES_AFTER,
-            "maximum": MAX_EXPIRES_AFTER,
-            "description": "Lifetime of the ephemeral key (GA upstreams only).",
-        },
-        "session": {"$ref": "#/components/schemas/PresetSession"},
-    },
-    "required": [
-        "name",
-        "title",
-        "description",
-        "default",
-        "overridable",
-        "expires_after_seconds",
-        "session",
-    ],
-    "additionalProperties": False,
-}
 
 PRESET_LIST_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -211,96 +259,67 @@ PRESET_LIST_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-# The POST body (SPEC §4): every field optional, no other key.
-REQUEST_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "preset": {
-            "type": "string",
-            "nullable": True,
-            "pattern": PRESET_NAME_PATTERN,
-            "maxLength": 64,
-            "description": "The preset's name; absent or null: the default preset.",
-            "example": "meetings-fr",
-        },
-        "language": {
-            "type": "string",
-            "nullable": True,
-            "pattern": LANGUAGE_PATTERN,
-            "description": "ISO-639-1 code; null removes the preset's language (auto-detect).",
-            "example": "de",
-        },
-        "prompt": {
-            "type": "string",
-            "nullable": True,
-            "maxLength": MAX_PROMPT_LENGTH,
-            "description": "null removes the preset's prompt. The whole body is at most "
-            f"{MAX_BODY_BYTES} bytes.",
-        },
-        "noise_reduction": {
-            "type": "string",
-            "nullable": True,
-            "enum": [*NOISE_REDUCTION_TYPES, None],
-            "description": "null turns noise reduction off.",
-        },
-    },
-    "additionalProperties": False,
-    "description": "`language`, `prompt` and `noise_reduction` are accepted only when the preset lists "
-    "them in `overridable` (else 400 `override_not_allowed`).",
-}
 
-# The 201 body: the seed endpoint's "Returns" shape plus `preset` and `connect`. Nested objects stay open:
-# they echo what the upstream answered.
-TRANSCRIPTION_SESSION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "client_secret": {
-            "type": "object",
-            "properties": {
-                "value": {"type": "string", "minLength": 1, "description": "The ephemeral key (`ek_…`)."},
-                "expires_at": {"type": "integer", "description": "Unix time when the key expires."},
-            },
-            "required": ["value", "expires_at"],
-        },
-        "input_audio_format": {"type": "string", "enum": list(AUDIO_FORMATS)},
-        "input_audio_transcription": {**_transcription(strict=False), "nullable": True},
-        "modalities": {"type": "array", "items": {"type": "string"}},
-        "turn_detection": _turn_detection(strict=False),
-        "input_audio_noise_reduction": _noise_reduction(strict=False),
-        "include": {"type": "array", "nullable": True, "items": {"type": "string"}},
-        "id": {"type": "string", "nullable": True, "description": "The upstream session id."},
-        "preset": {"type": "string", "description": "The preset that was applied."},
-        "connect": {
-            "type": "object",
-            "properties": {
-                "api": {"type": "string", "enum": ["ga", "beta"]},
-                "webrtc_url": {"type": "string", "format": "uri"},
-                "websocket_url": {"type": "string"},
-                "transports": {
-                    "type": "array",
-                    "items": {"type": "string", "enum": ["webrtc", "websocket"]},
-                    "description": "The transports the session's model supports, preferred first.",
+def transcription_session_schema(fields: tuple[SessionField, ...] = FIELDS) -> dict[str, Any]:
+    """The 201 body: the beta endpoint's "Returns" shape plus `preset` and `connect`. Nested objects stay
+    open: they echo what the upstream answered."""
+    by_path = index(fields).by_path
+
+    def echoed(path: str) -> dict[str, Any]:
+        schema = _field_schema(by_path[path], fields, strict=False)
+        schema["nullable"] = True  # the upstream may answer null for what was not sent
+        return schema
+
+    return {
+        "type": "object",
+        "properties": {
+            "client_secret": {
+                "type": "object",
+                "properties": {
+                    "value": {"type": "string", "minLength": 1, "description": "The ephemeral key (`ek_…`)."},
+                    "expires_at": {"type": "integer", "description": "Unix time when the key expires."},
                 },
+                "required": ["value", "expires_at"],
             },
-            "required": ["api", "webrtc_url", "websocket_url", "transports"],
-            "additionalProperties": False,
-            "description": "Where the browser connects with the key.",
+            "input_audio_format": _value_schema(by_path["input_audio_format"].rule),
+            "input_audio_transcription": echoed("input_audio_transcription"),
+            "modalities": {"type": "array", "items": {"type": "string"}},
+            "turn_detection": echoed("turn_detection"),
+            "input_audio_noise_reduction": echoed("input_audio_noise_reduction"),
+            "include": {"type": "array", "nullable": True, "items": {"type": "string"}},
+            "id": {"type": "string", "nullable": True, "description": "The upstream session id."},
+            "preset": {"type": "string", "description": "The preset that was applied."},
+            "connect": {
+                "type": "object",
+                "properties": {
+                    "api": {"type": "string", "enum": ["ga", "beta"]},
+                    "webrtc_url": {"type": "string", "format": "uri"},
+                    "websocket_url": {"type": "string"},
+                    "transports": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": ["webrtc", "websocket"]},
+                        "description": "The transports the session's model supports, preferred first.",
+                    },
+                },
+                "required": ["api", "webrtc_url", "websocket_url", "transports"],
+                "additionalProperties": False,
+                "description": "Where the browser connects with the key.",
+            },
         },
-    },
-    "required": [
-        "client_secret",
-        "input_audio_format",
-        "input_audio_transcription",
-        "modalities",
-        "turn_detection",
-        "input_audio_noise_reduction",
-        "include",
-        "id",
-        "preset",
-        "connect",
-    ],
-    "additionalProperties": False,
-}
+        "required": [
+            "client_secret",
+            "input_audio_format",
+            "input_audio_transcription",
+            "modalities",
+            "turn_detection",
+            "input_audio_noise_reduction",
+            "include",
+            "id",
+            "preset",
+            "connect",
+        ],
+        "additionalProperties": False,
+    }
 
 
 def error_schema(status: int) -> dict[str, Any]:
@@ -330,35 +349,40 @@ def error_schema(status: int) -> dict[str, Any]:
 class _SchemaOnly(serializers.Serializer):
     """A serializer that exists only to name a component; ``_SchemaOnlyExtension`` gives its schema."""
 
-    schema: dict[str, Any] = {}
+    # Built when the schema is generated (not at import: the help texts are lazy translations).
+    build_schema: Callable[[], dict[str, Any]] = staticmethod(dict)
     requires: tuple[type[_SchemaOnly], ...] = ()  # components its schema `$ref`s
 
 
 class PresetSessionSerializer(_SchemaOnly):
-    schema = PRESET_SESSION_SCHEMA
+    build_schema = staticmethod(preset_session_schema)
 
 
 class PresetSerializer(_SchemaOnly):
-    schema = PRESET_SCHEMA
+    build_schema = staticmethod(preset_schema)
     requires = (PresetSessionSerializer,)
 
 
 class PresetListSerializer(_SchemaOnly):
-    schema = PRESET_LIST_SCHEMA
+    build_schema = staticmethod(lambda: copy.deepcopy(PRESET_LIST_SCHEMA))
     requires = (PresetSerializer,)
 
 
 class TranscriptionSessionRequestSerializer(_SchemaOnly):
-    schema = REQUEST_SCHEMA
+    build_schema = staticmethod(request_schema)
 
 
 class TranscriptionSessionSerializer(_SchemaOnly):
-    schema = TRANSCRIPTION_SESSION_SCHEMA
+    build_schema = staticmethod(transcription_session_schema)
 
 
 def _error_serializer(status: int) -> type[_SchemaOnly]:
     name = ERROR_COMPONENTS[status]
-    return type(f"{name}Serializer", (_SchemaOnly,), {"schema": error_schema(status), "__module__": __name__})
+    return type(
+        f"{name}Serializer",
+        (_SchemaOnly,),
+        {"build_schema": staticmethod(lambda: error_schema(status)), "__module__": __name__},
+    )
 
 
 _ERROR_SERIALIZERS: dict[int, type[_SchemaOnly]] = {
@@ -367,7 +391,7 @@ _ERROR_SERIALIZERS: dict[int, type[_SchemaOnly]] = {
 
 
 class _SchemaOnlyExtension(OpenApiSerializerExtension):
-    """Every marker serializer's component is its hand-written ``schema``."""
+    """Every marker serializer's component is its generated ``build_schema()``."""
 
     target_class = _SchemaOnly
     match_subclasses = True
@@ -378,8 +402,8 @@ class _SchemaOnlyExtension(OpenApiSerializerExtension):
     def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
         for required in self._cls().requires:
             auto_schema.resolve_serializer(required, direction)  # registers the `$ref`ed component
-        # A deep copy: drf-spectacular's post-processing rewrites component schemas in place.
-        return copy.deepcopy(self._cls().schema)
+        # A fresh dict each time: drf-spectacular's post-processing rewrites component schemas in place.
+        return self._cls().build_schema()
 
     def get_name(self, auto_schema: Any, direction: Any) -> str | None:
         return self._cls().__name__.removesuffix("Serializer")
@@ -442,7 +466,7 @@ LIST_OPERATION = "rt_sessions_list_presets"
 CREATE_RESPONSES: dict[int, OpenApiResponse] = {
     201: OpenApiResponse(
         response=TranscriptionSessionSerializer,
-        description='An ephemeral key and the session it is bound to, in the seed endpoint\'s "Returns" '
+        description='An ephemeral key and the session it is bound to, in the beta endpoint\'s "Returns" '
         "shape whichever upstream served it, plus `preset` and `connect`.",
     ),
     400: _error(400),
@@ -478,6 +502,11 @@ _create_schema = extend_schema(
         OpenApiExample(
             "Overrides",
             value={"preset": "meetings-fr", "language": "de", "noise_reduction": "near_field"},
+            request_only=True,
+        ),
+        OpenApiExample(
+            "Languages and keywords",
+            value={"preset": "meetings", "languages": ["en", "fr"], "keywords": ["Kubernetes", "ACME-42"]},
             request_only=True,
         ),
     ],

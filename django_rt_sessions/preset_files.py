@@ -1,4 +1,4 @@
-"""Export and import presets in their JSON format (SPEC §3), used by `rt_sessions_presets`."""
+"""Export and import presets in their JSON format (docs/presets.md), used by `rt_sessions_presets`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from . import preset_cache
+from .lifecycle import retirement_of
 from .models import SessionPreset
 from .presets import PresetValidationError, validate_preset
+from .session_fields import model_of
+from .upstreams import configured_upstream
 
 
 def preset_as_json(preset: SessionPreset) -> dict[str, Any]:
@@ -40,13 +43,16 @@ class PresetImportError(ValueError):
 
 
 def import_presets(data: Any) -> dict[str, list[str]]:
-    """Upsert presets by name, all or nothing; report the names created, updated and groups created.
+    """Upsert presets by name, all or nothing; report the names created, updated and groups created,
+    and a notice for every active preset on a model with an announced shutdown.
 
-    Every preset is validated before anything is written; a failure names the preset and the field.
+    Every preset is validated (for the configured upstream) before anything is written; a failure names
+    the preset and the field.
     """
     if not isinstance(data, list):
         raise PresetImportError("The file must hold a JSON list of presets.")
     cleaned_presets = []
+    upstream = configured_upstream()
     for index, item in enumerate(data):
         label = (
             item.get("name")
@@ -54,7 +60,7 @@ def import_presets(data: Any) -> dict[str, list[str]]:
             else f"#{index + 1}"
         )
         try:
-            cleaned_presets.append(validate_preset(item))
+            cleaned_presets.append(validate_preset(item, upstream=upstream))
         except PresetValidationError as exc:
             field, messages = next(iter(exc.errors.items()))
             more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
@@ -71,7 +77,7 @@ def import_presets(data: Any) -> dict[str, list[str]]:
             f"Presets {', '.join(map(repr, defaults))}, field 'default': at most one may be the default."
         )
 
-    report: dict[str, list[str]] = {"created": [], "updated": [], "groups_created": []}
+    report: dict[str, list[str]] = {"created": [], "updated": [], "groups_created": [], "notices": []}
     with transaction.atomic():
         if defaults:
             # The new default replaces the old one (the database allows only one).
@@ -88,4 +94,7 @@ def import_presets(data: Any) -> dict[str, list[str]]:
                 groups.append(group)
             preset.groups.set(groups)
             report["created" if created else "updated"].append(preset.name)
+            retirement = retirement_of(model_of(preset.session))
+            if retirement is not None and preset.active:
+                report["notices"].append(retirement.notice(preset.name))
     return report

@@ -1,9 +1,6 @@
-"""Thin HTTP layer over the issuing service (SPEC §4)."""
+"""Thin HTTP layer over the issuing service (docs/http-api.md)."""
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 from django.db.models import Q
 from django.utils.decorators import method_decorator
@@ -15,13 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import http
-from .errors import IssueError
-from .issuing import IssueContext, issue_session, record_refusal
+from .issuing import IssueContext, issue_from_body
 from .models import SessionPreset
 from .parsers import MAX_BODY_BYTES, RawBody, RawBodyParser
 from .serializers import PresetSerializer
-
-FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class RtSessionsView(APIView):
@@ -52,29 +46,15 @@ class TranscriptionSessionView(RtSessionsView):
 
     def post(self, request: Request) -> Response:
         context = IssueContext.from_request(request._request, request.user)
-        try:
-            payload = read_json_body(request)
-        except IssueError as error:
-            record_refusal(context, error)
-            raise
-        issued = issue_session(context, payload)
+        issued = issue_from_body(context, raw_body(request))
         return Response(issued.body, status=201, headers={"Cache-Control": "no-store"})
 
 
-def read_json_body(request: Request) -> Any:
-    """The body as JSON, at most MAX_BODY_BYTES; raises IssueError("invalid") otherwise."""
+def raw_body(request: Request) -> RawBody:
+    """The body's bytes, at most MAX_BODY_BYTES (the issuing service decodes and checks them)."""
     body = request.data
-    if not isinstance(body, RawBody):
-        # DRF skips its parsers when a body has no Content-Type; nothing has read the stream then.
-        raw = request._request.read(MAX_BODY_BYTES + 1)
-        body = RawBody(raw, too_large=len(raw) > MAX_BODY_BYTES)
-    if body.too_large:
-        raise IssueError("invalid", f"The body is larger than {MAX_BODY_BYTES} bytes.")
-    if body.media_type.split(";")[0].strip().lower() in FORM_CONTENT_TYPES:
-        raise IssueError("invalid", "Send a JSON object with Content-Type: application/json.")
-    if not body.raw.strip():
-        return {}
-    try:
-        return json.loads(body.raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise IssueError("invalid", "The body is not valid JSON.") from None
+    if isinstance(body, RawBody):
+        return body
+    # DRF skips its parsers when a body has no Content-Type; nothing has read the stream then.
+    raw = request._request.read(MAX_BODY_BYTES + 1)
+    return RawBody(raw, too_large=len(raw) > MAX_BODY_BYTES)

@@ -23,7 +23,7 @@ PRESETS_URL = "/rt/presets/"
 SESSION = {
     "input_audio_format": "pcm16",
     "input_audio_noise_reduction": {"type": "far_field"},
-    "input_audio_transcription": {"model": "gpt-4o-transcribe", "language": "fr", "prompt": ""},
+    "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "fr", "prompt": ""},
     "turn_detection": {
         "type": "server_vad",
         "threshold": 0.5,
@@ -32,6 +32,10 @@ SESSION = {
     },
     "include": ["item.input_audio_transcription.logprobs"],
 }
+
+
+# The least a preset's session holds: a model.
+MINIMAL_SESSION = {"input_audio_transcription": {"model": "gpt-live-transcribe"}}
 
 
 def pytest_report_header(config: Any) -> list[str]:

@@ -37,10 +37,10 @@ def form_data(**changes: Any) -> dict[str, Any]:
         "groups": [],
         "input_audio_format": "pcm16",
         "noise_reduction": "far_field",
-        "model": "gpt-4o-transcribe",
+        "model": "gpt-live-transcribe",
         "language": "fr",
         "prompt": "",
-        "include_logprobs": "on",
+        "include": ["item.input_audio_transcription.logprobs"],
         "turn_detection": "server_vad",
         "vad_threshold": "0.5",
         "vad_prefix_padding_ms": "300",
@@ -91,7 +91,7 @@ def test_preset_added_through_the_admin(admin_client: Client, admin_user: Any, g
     assert response.status_code == 302, form_errors(response)
     preset = SessionPreset.objects.get(name="calls-en")
     # SESSION minus the empty prompt, which the form does not send.
-    expected = {**SESSION, "input_audio_transcription": {"model": "gpt-4o-transcribe", "language": "fr"}}
+    expected = {**SESSION, "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "fr"}}
     assert preset.session == expected
     assert preset.expires_after_seconds == 120
     assert preset.overridable == ["language"]
@@ -104,9 +104,8 @@ def test_preset_form_not_sent_and_off(admin_client: Client) -> None:
     data = form_data(
         input_audio_format="",
         noise_reduction="off",
-        model="",
         language="",
-        include_logprobs=None,
+        include=None,
         turn_detection="off",
         vad_threshold="",
         vad_prefix_padding_ms="",
@@ -116,14 +115,24 @@ def test_preset_form_not_sent_and_off(admin_client: Client) -> None:
     response = admin_client.post(PRESET_ADD, data)
     assert response.status_code == 302, form_errors(response)
     preset = SessionPreset.objects.get()
-    assert preset.session == {"input_audio_noise_reduction": None, "turn_detection": None}
+    assert preset.session == {
+        "input_audio_noise_reduction": None,
+        "input_audio_transcription": {"model": "gpt-live-transcribe"},
+        "turn_detection": None,
+    }
     assert preset.overridable == []
+
+
+def test_preset_form_requires_a_model(admin_client: Client) -> None:
+    response = admin_client.post(PRESET_ADD, form_data(model="", language="", prompt=""))
+    assert form_errors(response) == {"model": ["Required."]}
+    assert not SessionPreset.objects.exists()
 
 
 def test_preset_form_shows_a_stored_preset(admin_client: Client, preset: SessionPreset) -> None:
     response = admin_client.get(preset_change(preset))
     form = response.context["adminform"].form
-    assert form.initial["model"] == "gpt-4o-transcribe"
+    assert form.initial["model"] == "gpt-live-transcribe"
     assert form.initial["language"] == "fr"
     assert form.initial["noise_reduction"] == "far_field"
     assert form.initial["vad_silence_duration_ms"] == 500

@@ -288,7 +288,16 @@ NO_VAD = {"vad_threshold": "", "vad_prefix_padding_ms": "", "vad_silence_duratio
         ({"language": "f1"}, ["language"]),
         ({"input_audio_format": "mp3"}, ["input_audio_format"]),
         ({"noise_reduction": "loud"}, ["noise_reduction"]),
-        ({"turn_detection": "semantic_vad", **NO_VAD}, ["turn_detection"]),
+        ({"turn_detection": "semantic_vad", **NO_VAD, "vad_threshold": "0.5"}, ["vad_threshold"]),
+        ({"vad_eagerness": "high"}, ["vad_eagerness"]),
+        ({"keywords": "Acme\nAcme"}, ["keywords"]),
+        ({"keywords": "<b>bold</b>"}, ["keywords"]),
+        ({"model": "gpt-4o-transcribe", "keywords": "Acme"}, ["keywords"]),
+        ({"languages": "en\nfr"}, ["languages"]),
+        ({"delay": "sometime"}, ["delay"]),
+        ({"noise_strength": "1.5"}, ["noise_strength"]),
+        ({"noise_reduction": "", "noise_strength": "0.5"}, ["noise_strength"]),
+        ({"model": ""}, ["model"]),
         ({"model": "gpt-realtime-whisper", "prompt": "Acme", "turn_detection": "off", **NO_VAD}, ["prompt"]),
         ({"expires_after_seconds": ""}, ["expires_after_seconds"]),
         ({"name": ""}, ["name"]),
@@ -313,10 +322,15 @@ def test_preset_form_errors_land_on_their_field(
     "session",
     [
         SESSION,
-        {"input_audio_format": "g711_ulaw", "input_audio_noise_reduction": None, "turn_detection": None},
-        {},
+        {
+            "input_audio_format": "g711_ulaw",
+            "input_audio_noise_reduction": None,
+            "input_audio_transcription": {"model": "gpt-live-transcribe"},
+            "turn_detection": None,
+        },
+        {"input_audio_transcription": {"model": "gpt-live-transcribe"}},
     ],
-    ids=["full", "nulls", "empty"],
+    ids=["full", "nulls", "minimal"],
 )
 def test_preview_is_what_the_service_sends(
     admin_client: Client, api: Client, upstream: Any, settings: Any, name: str, session: dict[str, Any]

@@ -11,7 +11,7 @@ from django.test import Client
 
 from django_rt_sessions.models import SessionPreset, TokenRequest
 
-from .conftest import PRESETS_URL, SESSION, TRANSCRIBE_URL, post
+from .conftest import MINIMAL_SESSION, PRESETS_URL, SESSION, TRANSCRIBE_URL, post
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +49,9 @@ class TestIssue:
         assert body["connect"]["webrtc_url"] == f"{upstream.base_url}/realtime/calls"
 
     def test_named_preset(self, api: Client, preset: SessionPreset, upstream: Any) -> None:
-        SessionPreset.objects.create(name="other", session={"input_audio_format": "g711_ulaw"})
+        SessionPreset.objects.create(
+            name="other", session={**MINIMAL_SESSION, "input_audio_format": "g711_ulaw"}
+        )
         response = post(api, {"preset": "other"})
         assert response.status_code == 201
         assert response.json()["preset"] == "other"
@@ -58,12 +60,12 @@ class TestIssue:
     @pytest.mark.parametrize(
         ("overrides", "expected"),
         [
-            ({"language": "de"}, {"model": "gpt-4o-transcribe", "language": "de", "prompt": ""}),
+            ({"language": "de"}, {"model": "gpt-live-transcribe", "language": "de", "prompt": ""}),
             (
                 {"prompt": "Acme, Zorg"},
-                {"model": "gpt-4o-transcribe", "language": "fr", "prompt": "Acme, Zorg"},
+                {"model": "gpt-live-transcribe", "language": "fr", "prompt": "Acme, Zorg"},
             ),
-            ({"language": None}, {"model": "gpt-4o-transcribe", "prompt": ""}),
+            ({"language": None}, {"model": "gpt-live-transcribe", "prompt": ""}),
         ],
     )
     def test_allowed_overrides_reach_upstream(

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_rt_sessions.models import SessionPreset, TokenRequest
 from django_rt_sessions.preset_files import export_presets
 
-from .conftest import SESSION, set_rt
+from .conftest import MINIMAL_SESSION, SESSION, set_rt
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,7 +96,7 @@ def two_presets(preset: SessionPreset, group: Group) -> list[SessionPreset]:
         title="Calls",
         description="Phone calls",
         active=False,
-        session={"input_audio_format": "g711_ulaw", "turn_detection": None},
+        session={**MINIMAL_SESSION, "input_audio_format": "g711_ulaw", "turn_detection": None},
         expires_after_seconds=300,
         overridable=[],
         rate="3/h",
@@ -116,7 +116,7 @@ def test_export_prints_a_json_list_in_spec_format(two_presets: list[SessionPrese
         "description": "Phone calls",
         "active": False,
         "default": False,
-        "session": {"input_audio_format": "g711_ulaw", "turn_detection": None},
+        "session": {**MINIMAL_SESSION, "input_audio_format": "g711_ulaw", "turn_detection": None},
         "expires_after_seconds": 300,
         "overridable": [],
         "rate": "3/h",
@@ -186,10 +186,18 @@ def test_import_creates_presets_and_groups(db: Any, tmp_path: Path) -> None:
 
 
 def test_import_fills_defaults(db: Any, tmp_path: Path) -> None:
-    run("rt_sessions_presets", "import", write_json(tmp_path / "p.json", [{"name": "bare"}]))
+    bare = [{"name": "bare", "session": MINIMAL_SESSION}]
+    run("rt_sessions_presets", "import", write_json(tmp_path / "p.json", bare))
     preset = SessionPreset.objects.get(name="bare")
     assert (preset.active, preset.default, preset.expires_after_seconds) == (True, False, 60)
-    assert (preset.session, preset.overridable, preset.rate) == ({}, [], "")
+    assert (preset.session, preset.overridable, preset.rate) == (MINIMAL_SESSION, [], "")
+
+
+def test_import_requires_a_model(db: Any, tmp_path: Path) -> None:
+    with pytest.raises(CommandError) as info:
+        run("rt_sessions_presets", "import", write_json(tmp_path / "p.json", [{"name": "bare"}]))
+    assert str(info.value) == "Preset 'bare', field 'session.input_audio_transcription': Required."
+    assert not SessionPreset.objects.exists()
 
 
 def test_import_is_idempotent(db: Any, tmp_path: Path) -> None:
@@ -368,7 +376,9 @@ def test_import_export_round_trip_in_real_processes(tmp_path: Path) -> None:
     assert migrate.returncode == 0, migrate.stderr
     presets = [
         preset_json("a", default=True, groups=["g1"], rate="5/m"),
-        preset_json("b", active=False, session={"turn_detection": None}, groups=["g1", "g2"]),
+        preset_json(
+            "b", active=False, session={**MINIMAL_SESSION, "turn_detection": None}, groups=["g1", "g2"]
+        ),
     ]
     path = write_json(tmp_path / "p.json", presets)
 
@@ -379,9 +389,7 @@ def test_import_export_round_trip_in_real_processes(tmp_path: Path) -> None:
 
     exported = _manage("rt_sessions_presets", "export", env=env)
     assert exported.returncode == 0, exported.stderr
-    expected = copy.deepcopy(presets)
-    expected[1]["session"] = {"turn_detection": None}
-    assert json.loads(exported.stdout) == expected
+    assert json.loads(exported.stdout) == presets
 
 
 # --------------------------------------------------------------------------------- rt_sessions_issue

@@ -17,12 +17,12 @@ from django.utils import timezone
 
 from django_rt_sessions import quotas, signals
 from django_rt_sessions.errors import IssueError
-from django_rt_sessions.issuing import IssueContext, issue_session
+from django_rt_sessions.issuing import IssueContext, issue_session, prepare
 from django_rt_sessions.models import QuotaUsage, SessionPreset, TokenRequest
 from django_rt_sessions.policy import Deny, PolicyContext
 from django_rt_sessions.testing import Error
 
-from .conftest import post, set_rt
+from .conftest import MINIMAL_SESSION, post, set_rt
 
 pytestmark = pytest.mark.django_db
 
@@ -89,9 +89,11 @@ def test_a_failing_receiver_does_not_change_the_answer(
     assert "receiver bug" in caplog.text
 
 
-def test_no_signals_on_a_dry_run(preset: SessionPreset, user: Any, received: list) -> None:
-    issue_session(IssueContext(user=user), {}, dry_run=True)
+def test_no_signals_when_only_planning(preset: SessionPreset, user: Any, received: list) -> None:
+    plan = prepare(IssueContext(user=user), {})
+    assert plan.body["session"]["type"] == "transcription"
     assert received == []
+    assert not TokenRequest.objects.exists()
 
 
 # ------------------------------------------------------------------------------------------------- policy
@@ -199,7 +201,7 @@ def test_a_policy_that_breaks_the_session_is_a_site_error(
 def test_an_unimportable_policy_names_the_setting(user: Any, preset: SessionPreset, settings: Any) -> None:
     set_rt(settings, POLICY="nowhere.policy")
     with pytest.raises(ImproperlyConfigured, match=r"RT_SESSIONS\['POLICY'\] 'nowhere.policy'"):
-        issue_session(IssueContext(user=user), {}, dry_run=True)
+        prepare(IssueContext(user=user), {})
 
 
 @pytest.mark.parametrize(("code", "status"), [("Bad Code", 403), ("ok_code", 500), ("ok_code", 302)])
@@ -247,7 +249,7 @@ def test_a_failed_upstream_call_does_not_use_the_quota(
 def test_quota_is_per_user_and_per_preset(
     api: Client, quota_preset: SessionPreset, upstream: Any, django_user_model: Any
 ) -> None:
-    SessionPreset.objects.create(name="other", daily_quota=1)
+    SessionPreset.objects.create(name="other", daily_quota=1, session=MINIMAL_SESSION)
     assert [post(api).status_code for _ in range(3)] == [201, 201, 429]
     assert [post(api, {"preset": "other"}).status_code for _ in range(2)] == [201, 429]
     bob = Client()

@@ -135,7 +135,14 @@ def test_request_body_matches_the_validator(document: dict[str, Any]) -> None:
     assert not body.get("required")  # the whole body is optional
     schema = resolve(document, body["content"]["application/json"]["schema"])
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"preset", "language", "prompt", "noise_reduction"}
+    assert set(schema["properties"]) == {
+        "preset",
+        "language",
+        "languages",
+        "keywords",
+        "prompt",
+        "noise_reduction",
+    }
     assert "required" not in schema
     props = schema["properties"]
     assert props["language"]["pattern"] == "^[a-z]{2}$" and props["language"]["nullable"] is True
@@ -147,6 +154,8 @@ def test_request_body_matches_the_validator(document: dict[str, Any]) -> None:
         {"preset": None, "language": None, "prompt": None, "noise_reduction": None},
         {"language": "de", "prompt": "x" * 4000, "noise_reduction": "near_field"},
         {"noise_reduction": "far_field"},
+        {"languages": ["en", "fr"], "keywords": ["Kubernetes", "ACME-42"]},
+        {"languages": None, "keywords": None},
     ):
         assert validator.is_valid(good), good
     for bad in (
@@ -160,6 +169,13 @@ def test_request_body_matches_the_validator(document: dict[str, Any]) -> None:
         {"noise_reduction": "loud"},
         {"noise_reduction": {"type": "far_field"}},
         {"preset": 3},
+        {"languages": []},
+        {"languages": ["en", "en"]},
+        {"languages": ["EN"]},
+        {"keywords": ["<b>"]},
+        {"keywords": ["two\nlines"]},
+        {"keywords": [""]},
+        {"keywords": ["k"] * 101},
     ):
         assert not validator.is_valid(bad), bad
 

@@ -1,5 +1,6 @@
-"""The one preset validator (SPEC §3): `validate_session`, `validate_preset`, `validate_preset_options`,
-`apply_overrides`. Every refusal is checked for the dotted field path it is reported under."""
+"""The one preset validator (docs/presets.md): `validate_session`, `validate_preset`,
+`validate_preset_options`, `apply_overrides`. Every refusal is checked for the dotted field path it is
+reported under."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from django_rt_sessions.presets import (
     validate_session,
 )
 
-from .conftest import SESSION
+from .conftest import MINIMAL_SESSION, SESSION
 
 TD = "session.turn_detection"
 TR = "session.input_audio_transcription"
@@ -63,6 +64,11 @@ def preset_data(**changes: Any) -> dict[str, Any]:
     return data
 
 
+def minimal(**keys: Any) -> dict[str, Any]:
+    """MINIMAL_SESSION (a model) plus top-level keys."""
+    return {**copy.deepcopy(MINIMAL_SESSION), **keys}
+
+
 def session_errors(session: Any) -> dict[str, list[str]]:
     with pytest.raises(PresetValidationError) as info:
         validate_session(session)
@@ -94,17 +100,25 @@ def test_cleaned_session_is_a_deep_copy() -> None:
     assert session == SESSION
 
 
-def test_empty_session_is_valid() -> None:
-    assert validate_session({}) == {}
+def test_a_model_is_all_a_session_needs() -> None:
+    assert validate_session(MINIMAL_SESSION) == MINIMAL_SESSION
+
+
+@pytest.mark.parametrize(
+    ("session", "field"),
+    [({}, TR), ({"input_audio_transcription": {"language": "fr"}}, f"{TR}.model")],
+)
+def test_a_session_must_name_a_model(session: dict[str, Any], field: str) -> None:
+    assert session_errors(session) == {field: ["Required."]}
 
 
 def test_turn_detection_type_defaults_to_server_vad() -> None:
-    cleaned = validate_session({"turn_detection": {"threshold": 0.3}})
+    cleaned = validate_session(minimal(turn_detection={"threshold": 0.3}))
     assert cleaned["turn_detection"] == {"type": "server_vad", "threshold": 0.3}
 
 
 def test_null_features_are_kept_as_null() -> None:
-    session = {"input_audio_noise_reduction": None, "turn_detection": None}
+    session = minimal(input_audio_noise_reduction=None, turn_detection=None)
     assert validate_session(session) == session
 
 
@@ -115,13 +129,13 @@ def test_session_must_be_an_object(value: Any) -> None:
 
 def test_session_prefix_is_used_in_paths() -> None:
     with pytest.raises(PresetValidationError) as info:
-        validate_session({"input_audio_format": "mp3"}, prefix="preset.session")
+        validate_session(minimal(input_audio_format="mp3"), prefix="preset.session")
     assert list(info.value.errors) == ["preset.session.input_audio_format"]
 
 
 @pytest.mark.parametrize("value", ["pcm16", "g711_ulaw", "g711_alaw"])
 def test_audio_formats_accepted(value: str) -> None:
-    assert validate_session({"input_audio_format": value})["input_audio_format"] == value
+    assert validate_session(minimal(input_audio_format=value))["input_audio_format"] == value
 
 
 @pytest.mark.parametrize("value", ["mp3", "PCM16", "", None, 16])
@@ -131,7 +145,8 @@ def test_audio_format_refused(value: Any) -> None:
 
 @pytest.mark.parametrize("value", [{"type": "near_field"}, {"type": "far_field"}, None])
 def test_noise_reduction_accepted(value: Any) -> None:
-    assert validate_session({"input_audio_noise_reduction": value})["input_audio_noise_reduction"] == value
+    cleaned = validate_session(minimal(input_audio_noise_reduction=value))
+    assert cleaned["input_audio_noise_reduction"] == value
 
 
 @pytest.mark.parametrize(
@@ -142,6 +157,7 @@ def test_noise_reduction_accepted(value: Any) -> None:
         ("far_field", "session.input_audio_noise_reduction"),
         ([], "session.input_audio_noise_reduction"),
         ({"type": "far_field", "level": 3}, "session.input_audio_noise_reduction.level"),
+        ({"type": "far_field", "strength": 1.5}, "session.input_audio_noise_reduction.strength"),
     ],
 )
 def test_noise_reduction_refused(value: Any, field: str) -> None:
@@ -168,10 +184,11 @@ def test_language_accepted(language: str) -> None:
     assert cleaned["input_audio_transcription"]["language"] == language
 
 
-def test_language_may_be_absent_or_null() -> None:
+def test_language_may_be_absent_not_null() -> None:
     validate_session(session_with(input_audio_transcription__language=DROP))
-    cleaned = validate_session(session_with(input_audio_transcription__language=None))
-    assert cleaned["input_audio_transcription"]["language"] is None
+    # OpenAI's schema types it as a string: absent, not null, means "detect the language".
+    errors = session_errors(session_with(input_audio_transcription__language=None))
+    assert errors == {f"{TR}.language": ["null is not a string."]}
 
 
 @pytest.mark.parametrize("language", ["FR", "fra", "f", "fr-FR", "", "f1", 12, "fr\n", " fr"])
@@ -220,9 +237,10 @@ def test_vad_milliseconds_refused(key: str, value: Any) -> None:
     assert list(session_errors(session_with(**{f"turn_detection__{key}": value}))) == [f"{TD}.{key}"]
 
 
-@pytest.mark.parametrize("value", ["semantic_vad", "", None])
+@pytest.mark.parametrize("value", ["semantic", "", None])
 def test_turn_detection_type_refused(value: Any) -> None:
-    assert list(session_errors(session_with(turn_detection__type=value))) == [f"{TD}.type"]
+    session = session_with(turn_detection={"type": value})
+    assert list(session_errors(session)) == [f"{TD}.type"]
 
 
 @pytest.mark.parametrize("value", ["server_vad", [], 1])
@@ -235,7 +253,7 @@ def test_turn_detection_must_be_object_or_null(value: Any) -> None:
     [[], ["item.input_audio_transcription.logprobs"], ["item.input_audio_transcription.logprobs"] * 2],
 )
 def test_include_accepted(value: list[str]) -> None:
-    assert validate_session({"include": value})["include"] == value
+    assert validate_session(minimal(include=value))["include"] == value
 
 
 @pytest.mark.parametrize(
@@ -251,12 +269,13 @@ def test_include_refused(value: Any) -> None:
         ({"modalities": ["text"]}, "session.modalities"),
         ({"input_audio_transcription__temperature": 0}, f"{TR}.temperature"),
         ({"turn_detection__create_response": True}, f"{TD}.create_response"),
-        ({"input_audio_noise_reduction__strength": 1}, "session.input_audio_noise_reduction.strength"),
+        ({"input_audio_noise_reduction__level": 1}, "session.input_audio_noise_reduction.level"),
     ],
 )
 def test_unknown_keys_refused_at_each_depth(changes: dict[str, Any], field: str) -> None:
     errors = session_errors(session_with(**changes))
-    assert errors == {field: ["Unknown field."]}
+    assert list(errors) == [field]
+    assert errors[field][0].startswith("Unknown field; the fields here are: ")
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-transcribe-diarize", "gpt-realtime-whisper"])
@@ -275,7 +294,7 @@ def test_models_without_prompt_accept_no_prompt(model: str) -> None:
 
 
 def test_prompt_is_fine_for_other_models() -> None:
-    session = {"input_audio_transcription": {"model": "gpt-4o-transcribe", "prompt": "x"}}
+    session = {"input_audio_transcription": {"model": "gpt-live-transcribe", "prompt": "x"}}
     assert validate_session(session) == session
 
 
@@ -335,14 +354,14 @@ def test_the_spec_example_preset_is_valid() -> None:
 
 
 def test_preset_defaults_filled() -> None:
-    cleaned = validate_preset({"name": "minimal"})
+    cleaned = validate_preset({"name": "minimal", "session": MINIMAL_SESSION})
     assert cleaned == {
         "name": "minimal",
         "title": "",
         "description": "",
         "active": True,
         "default": False,
-        "session": {},
+        "session": MINIMAL_SESSION,
         "expires_after_seconds": 60,
         "overridable": [],
         "rate": "",
@@ -367,7 +386,9 @@ def test_preset_must_be_an_object(value: Any) -> None:
 
 
 def test_unknown_top_level_key_refused() -> None:
-    assert preset_errors(preset_data(colour="blue")) == {"colour": ["Unknown field."]}
+    errors = preset_errors(preset_data(colour="blue"))
+    assert list(errors) == ["colour"]
+    assert errors["colour"][0].startswith("Unknown field; the fields of a preset are: name, title,")
 
 
 def test_session_errors_are_reported_under_session() -> None:
@@ -475,7 +496,7 @@ def test_preset_errors_collected_across_levels() -> None:
         expires_after_seconds=5,
         overridable=["model"],
         rate="fast",
-        session={"input_audio_format": "mp3"},
+        session=minimal(input_audio_format="mp3"),
         extra=True,
     )
     assert set(preset_errors(data)) == {
@@ -547,12 +568,12 @@ def test_overrides_merged(overrides: dict[str, Any], expected: dict[str, Any]) -
 def test_null_language_means_auto_detect() -> None:
     merged = apply_overrides(SESSION, {"language": None})
     assert "language" not in merged["input_audio_transcription"]
-    assert merged["input_audio_transcription"]["model"] == "gpt-4o-transcribe"
+    assert merged["input_audio_transcription"]["model"] == "gpt-live-transcribe"
 
 
 def test_null_prompt_removes_the_prompt() -> None:
     merged = apply_overrides(SESSION, {"prompt": None})
-    assert merged["input_audio_transcription"] == {"model": "gpt-4o-transcribe", "language": "fr"}
+    assert merged["input_audio_transcription"] == {"model": "gpt-live-transcribe", "language": "fr"}
 
 
 def test_null_noise_reduction_turns_it_off() -> None:
@@ -561,9 +582,12 @@ def test_null_noise_reduction_turns_it_off() -> None:
     assert merged["input_audio_noise_reduction"] is None
 
 
-def test_language_override_without_transcription_in_preset() -> None:
-    merged = apply_overrides({"input_audio_format": "pcm16"}, {"language": "it"})
-    assert merged == {"input_audio_format": "pcm16", "input_audio_transcription": {"language": "it"}}
+def test_language_override_on_a_preset_without_a_language() -> None:
+    merged = apply_overrides(minimal(input_audio_format="pcm16"), {"language": "it"})
+    assert merged == {
+        "input_audio_format": "pcm16",
+        "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "it"},
+    }
 
 
 def test_overrides_do_not_mutate_inputs() -> None:

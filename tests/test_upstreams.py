@@ -280,7 +280,7 @@ def test_absent_keys_are_not_sent_and_nulls_are_sent_as_null(
     base = upstream.azure_base_url if upstream_name == "azure" else upstream.base_url
     set_rt(settings, UPSTREAM=upstream_name, BASE_URL=base)
     preset.session = {
-        "input_audio_transcription": {"model": "gpt-4o-transcribe"},
+        "input_audio_transcription": {"model": "gpt-live-transcribe"},
         "turn_detection": None,
         "input_audio_noise_reduction": None,
     }  # no input_audio_format, no include
@@ -294,7 +294,7 @@ def test_absent_keys_are_not_sent_and_nulls_are_sent_as_null(
     else:
         audio_input = sent.json["session"]["audio"]["input"]
         assert audio_input == {
-            "transcription": {"model": "gpt-4o-transcribe"},
+            "transcription": {"model": "gpt-live-transcribe"},
             "turn_detection": None,
             "noise_reduction": None,
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,9 +41,31 @@ GA_REQUEST = "RealtimeCreateClientSecretRequest"
 BETA_REQUEST = "RealtimeTranscriptionSessionCreateRequest"
 _GA_TRANSCRIPTION = "RealtimeTranscriptionSessionCreateRequestGA"
 
-# Transcription model rules the live API enforces beyond the schema.
+# Transcription model rules the live API enforces beyond the schema (OpenAI's docs and openai-python
+# 3.57.0 types/realtime/audio_transcription.py). Written here on their own, not imported from the app's
+# description of the fields: the stand-in is the app's test oracle, so it must not share the app's mistakes.
 _NO_PROMPT_MODELS = frozenset({"gpt-4o-transcribe-diarize", "gpt-realtime-whisper"})
 _NO_TURN_DETECTION_MODELS = frozenset({"gpt-realtime-whisper"})
+_KEYWORD_AND_LANGUAGES_MODELS = frozenset({"gpt-transcribe", "gpt-live-transcribe"})
+_DELAY_MODELS = frozenset({"gpt-realtime-whisper", "gpt-live-transcribe"})
+_KNOWN_MODELS = frozenset(
+    {
+        "whisper-1",
+        "gpt-transcribe",
+        "gpt-live-transcribe",
+        "gpt-4o-mini-transcribe",
+        "gpt-4o-mini-transcribe-2025-12-15",
+        "gpt-4o-transcribe",
+        "gpt-4o-transcribe-diarize",
+        "gpt-realtime-whisper",
+    }
+)
+_MAX_LANGUAGES = 10
+_MAX_KEYWORDS = 100
+_MAX_KEYWORD_LENGTH = 100
+_ISO_639_1 = re.compile(r"[a-z]{2}")
+# Fields of AudioTranscription the beta endpoint never had (they came with the GA transcription models).
+_GA_ONLY_TRANSCRIPTION = ("languages", "keywords", "delay")
 
 UNKNOWN_PARAMETER = "unknown_parameter"
 INVALID_VALUE = "invalid_value"
@@ -130,6 +153,20 @@ def _patch_nullables(schemas: dict[str, Any]) -> None:
     ga_input = schemas[_GA_TRANSCRIPTION]["properties"]["audio"]["properties"]["input"]["properties"]
     _allow_null(ga_input["noise_reduction"])
     _allow_null(ga_input["transcription"])
+    _patch_newer_fields(schemas, beta, ga_input)
+
+
+def _patch_newer_fields(schemas: dict[str, Any], beta: dict[str, Any], ga_input: dict[str, Any]) -> None:
+    """Fields newer than the published description, as openai-python 3.57.0 describes them; and the beta
+    endpoint's own, older transcription object (the document shares the GA one with it)."""
+    # types/realtime/realtime_transcription_session_audio_input_param.py: NoiseReduction.strength.
+    ga_input["noise_reduction"]["properties"]["strength"] = {"type": "number", "minimum": 0, "maximum": 1}
+    shared = schemas["AudioTranscription"]
+    beta_transcription = copy.deepcopy(shared)
+    for key in _GA_ONLY_TRANSCRIPTION:
+        beta_transcription["properties"].pop(key, None)
+    schemas["BetaAudioTranscription"] = beta_transcription
+    beta["input_audio_transcription"] = {"$ref": "#/components/schemas/BetaAudioTranscription"}
 
 
 _validators_lock = threading.Lock()
@@ -200,7 +237,30 @@ def _model_rules(
 ) -> Problem | None:
     if not isinstance(transcription, dict):
         return None
+    problem = _list_rules(transcription, transcription_param)
+    if problem is not None:
+        return problem
     model = transcription.get("model")
+    if "language" in transcription and "languages" in transcription:
+        return Problem(
+            f"Invalid parameter '{transcription_param}.languages': 'language' and 'languages' cannot both "
+            "be set.",
+            f"{transcription_param}.languages",
+            INVALID_VALUE,
+        )
+    if model in _KNOWN_MODELS:
+        for key, models in (
+            ("languages", _KEYWORD_AND_LANGUAGES_MODELS),
+            ("keywords", _KEYWORD_AND_LANGUAGES_MODELS),
+            ("delay", _DELAY_MODELS),
+        ):
+            if key in transcription and model not in models:
+                return Problem(
+                    f"Invalid parameter '{transcription_param}.{key}': {key} is not supported with model "
+                    f"'{model}'.",
+                    f"{transcription_param}.{key}",
+                    INVALID_VALUE,
+                )
     if model in _NO_PROMPT_MODELS and "prompt" in transcription:
         return Problem(
             f"Invalid parameter '{transcription_param}.prompt': "
@@ -221,6 +281,54 @@ def _model_rules(
 
 
 _ABSENT = object()
+
+
+def _list_rules(transcription: dict[str, Any], param: str) -> Problem | None:
+    """`languages` and `keywords`: what OpenAI refuses beyond their JSON types."""
+    languages = transcription.get("languages")
+    if isinstance(languages, list):
+        where = f"{param}.languages"
+        if len(languages) > _MAX_LANGUAGES:
+            return Problem(
+                f"Invalid '{where}': array too long. Expected an array with maximum length {_MAX_LANGUAGES}, "
+                f"but got an array with length {len(languages)} instead.",
+                where,
+                INVALID_VALUE,
+            )
+        for index, code in enumerate(languages):
+            if not (isinstance(code, str) and _ISO_639_1.fullmatch(code)):
+                return Problem(
+                    f"Invalid value for '{where}[{index}]': {_show(code)} is not an ISO-639-1 language code.",
+                    f"{where}[{index}]",
+                    INVALID_VALUE,
+                )
+        if len(set(languages)) != len(languages):
+            return Problem(f"Invalid '{where}': duplicate languages.", where, INVALID_VALUE)
+    keywords = transcription.get("keywords")
+    if isinstance(keywords, list):
+        where = f"{param}.keywords"
+        if not 1 <= len(keywords) <= _MAX_KEYWORDS:
+            return Problem(
+                f"Invalid '{where}': expected 1 to {_MAX_KEYWORDS} keywords, but got {len(keywords)}.",
+                where,
+                INVALID_VALUE,
+            )
+        for index, keyword in enumerate(keywords):
+            bad = (
+                not isinstance(keyword, str)
+                or not 1 <= len(keyword) <= _MAX_KEYWORD_LENGTH
+                or any(c in keyword for c in "<>\r\n")
+            )
+            if bad:
+                return Problem(
+                    f"Invalid value for '{where}[{index}]': a keyword is one line of 1 to "
+                    f"{_MAX_KEYWORD_LENGTH} characters without '<' or '>'.",
+                    f"{where}[{index}]",
+                    INVALID_VALUE,
+                )
+        if len(set(keywords)) != len(keywords):
+            return Problem(f"Invalid '{where}': duplicate keywords.", where, INVALID_VALUE)
+    return None
 
 
 def _schema_problem(name: str, body: Any) -> Problem | None:

@@ -26,6 +26,8 @@ __all__ = [
     "UpstreamConfig",
     "UpstreamFailure",
     "UpstreamSession",
+    "configured_upstream",
+    "get_config",
     "get_upstream",
     "redact",
 ]
@@ -45,6 +47,17 @@ def get_upstream(name: str | None = None) -> Upstream:
         except ImportError as exc:
             raise ImproperlyConfigured(f"RT_SESSIONS['UPSTREAM'] {name!r} cannot be imported: {exc}") from exc
     return upstream_class()
+
+
+def configured_upstream() -> Upstream | None:
+    """The configured adapter, or None while UPSTREAM names none (system check rt_sessions.E001 says so).
+
+    For validating presets at save and import: a broken setting must not make the admin answer 500.
+    """
+    try:
+        return get_upstream()
+    except ImproperlyConfigured:
+        return None
 
 
 def get_config() -> UpstreamConfig:

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ import requests.auth
 from django.views.decorators.debug import sensitive_variables
 
 from ..errors import IssueError
+from ..session_fields import model_of, sent_tokens, transports_for
 from . import transport
 
 logger = logging.getLogger("django_rt_sessions.upstream")
@@ -77,10 +79,8 @@ class UpstreamFailure(IssueError):
         elapsed_ms: int | None = None,
         retry_after: int | None = None,
     ) -> None:
-        super().__init__(code, retry_after=retry_after)
+        super().__init__(code, retry_after=retry_after, error_code=error_code, error_message=error_message)
         self.upstream_status = upstream_status
-        self.error_code = error_code
-        self.error_message = error_message
         self.request_id = request_id
         self.elapsed_ms = elapsed_ms
 
@@ -92,8 +92,23 @@ class Upstream:
     api: ClassVar[str]  # "ga" or "beta": which connection flow a browser follows
     path: ClassVar[str]
     webrtc_path: ClassVar[str] = "/realtime/calls"  # where a browser posts its SDP offer
+    # What this shape cannot send: session field paths, and `path=value` for single values
+    # (see session_fields.sent_tokens). The validator refuses them at save and import while this
+    # upstream is configured; a stored preset that holds one answers 503 unsupported_by_upstream.
+    cannot_send: ClassVar[frozenset[str]] = frozenset()
+
+    def unsupported(self, session: Mapping[str, Any]) -> list[str]:
+        """What of `session` (a validated preset session) this upstream cannot send, in table order."""
+        return [token for token in sent_tokens(session) if token in self.cannot_send]
+
+    def unsupported_message(self, token: str) -> str:
+        """The field error for one `unsupported()` token."""
+        path, _, value = token.partition("=")
+        what = f"the value {value!r}" if value else f"the field {path.rsplit('.', 1)[-1]!r}"
+        return f"The {self.name} upstream (RT_SESSIONS['UPSTREAM']) cannot send {what}."
 
     def build_body(self, session: dict[str, Any], expires_after_seconds: int) -> dict[str, Any]:
+        """The request body for a validated session (beta vocabulary) it can send."""
         raise NotImplementedError
 
     def normalise(self, data: Any, sent_session: dict[str, Any]) -> dict[str, Any]:
@@ -107,20 +122,17 @@ class Upstream:
     def url(self, base_url: str) -> str:
         return f"{base_url}{self.path}"
 
-    def connect_info(self, base_url: str, session: dict[str, Any] | None = None) -> dict[str, Any]:
+    def connect_info(self, base_url: str, session: Mapping[str, Any]) -> dict[str, Any]:
         """Where the browser connects with the ephemeral key (returned to it as `connect`).
 
         `transports` lists what the session's model supports, preferred first.
         """
-        from ..presets import transports_for  # late: presets does not depend on the upstreams
-
         ws_base = re.sub(r"^http", "ws", base_url)
-        model = ((session or {}).get("input_audio_transcription") or {}).get("model")
         return {
             "api": self.api,
             "webrtc_url": f"{base_url}{self.webrtc_path}",
             "websocket_url": f"{ws_base}/realtime?intent=transcription",
-            "transports": list(transports_for(model)),
+            "transports": list(transports_for(model_of(session))),
         }
 
     def check_config(self, config: UpstreamConfig) -> str | None:

@@ -1,6 +1,8 @@
-"""The seed's beta shape: `POST {BASE_URL}/realtime/transcription_sessions`.
+"""The beta endpoint's shape: `POST {BASE_URL}/realtime/transcription_sessions`.
 
 Retired on api.openai.com (answers 400 `beta_api_shape_disabled`); still served by some compatible servers.
+It predates the GA-only session fields (keywords, languages, delay, noise strength, semantic VAD, idle
+timeout), so it declares that it cannot send them.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..session_fields import ga_only_tokens
 from .base import Upstream
 
 RETURNED_KEYS = (
@@ -24,6 +27,15 @@ class OpenAIBetaUpstream(Upstream):
     api = "beta"
     path = "/realtime/transcription_sessions"
     webrtc_path = "/realtime"  # the beta WebRTC flow posts the SDP offer here
+    cannot_send = ga_only_tokens()
+
+    def unsupported_message(self, token: str) -> str:
+        path, _, value = token.partition("=")
+        what = f"{value!r}" if value else f"{path.rsplit('.', 1)[-1]!r}"
+        return (
+            f"The beta endpoint (RT_SESSIONS['UPSTREAM'] = 'openai-beta') cannot send {what}: it is a "
+            "GA-only setting. Use UPSTREAM 'openai' or 'azure', or remove it."
+        )
 
     def build_body(self, session: dict[str, Any], expires_after_seconds: int) -> dict[str, Any]:
         # The beta shape has no TTL parameter: its keys expire after about a minute.

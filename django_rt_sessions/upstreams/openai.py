@@ -11,15 +11,15 @@ from django.views.decorators.debug import sensitive_variables
 
 from .base import Upstream, UpstreamConfig
 
-# Seed vocabulary -> GA audio format objects (SPEC §0), and back.
+# The beta endpoint's format names -> GA audio format objects, and back.
 GA_FORMATS: dict[str, dict[str, Any]] = {
     "pcm16": {"type": "audio/pcm", "rate": 24000},
     "g711_ulaw": {"type": "audio/pcmu"},
     "g711_alaw": {"type": "audio/pcma"},
 }
-SEED_FORMATS = {ga["type"]: seed for seed, ga in GA_FORMATS.items()}
+BETA_FORMATS = {ga["type"]: seed for seed, ga in GA_FORMATS.items()}
 
-# Seed session key -> GA `session.audio.input` key.
+# Beta session key -> GA `session.audio.input` key.
 GA_INPUT_KEYS = {
     "input_audio_noise_reduction": "noise_reduction",
     "input_audio_transcription": "transcription",
@@ -27,14 +27,14 @@ GA_INPUT_KEYS = {
 }
 
 
-def seed_to_ga(session: dict[str, Any], expires_after_seconds: int) -> dict[str, Any]:
-    """A preset session (seed vocabulary) as a GA client_secrets request body."""
+def beta_to_ga(session: dict[str, Any], expires_after_seconds: int) -> dict[str, Any]:
+    """A preset session (the beta endpoint's vocabulary) as a GA client_secrets request body."""
     audio_input: dict[str, Any] = {}
     if "input_audio_format" in session:
         audio_input["format"] = dict(GA_FORMATS[session["input_audio_format"]])
-    for seed_key, ga_key in GA_INPUT_KEYS.items():
-        if seed_key in session:
-            audio_input[ga_key] = session[seed_key]
+    for beta_key, ga_key in GA_INPUT_KEYS.items():
+        if beta_key in session:
+            audio_input[ga_key] = session[beta_key]
     ga_session: dict[str, Any] = {"type": "transcription"}
     if audio_input:
         ga_session["audio"] = {"input": audio_input}
@@ -46,13 +46,15 @@ def seed_to_ga(session: dict[str, Any], expires_after_seconds: int) -> dict[str,
     }
 
 
-def ga_to_seed(data: dict[str, Any], sent_session: dict[str, Any]) -> dict[str, Any]:
-    """A GA client_secrets answer in the seed's "Returns" shape; fields it omits come from what we sent."""
+def ga_to_beta(data: dict[str, Any], sent_session: dict[str, Any]) -> dict[str, Any]:
+    """A GA client_secrets answer in the beta endpoint's "Returns" shape.
+
+    Fields it omits come from what we sent."""
     session = data.get("session") or {}
     audio_input = (session.get("audio") or {}).get("input") or {}
     fmt = audio_input.get("format")
-    if isinstance(fmt, dict) and fmt.get("type") in SEED_FORMATS:
-        input_audio_format = SEED_FORMATS[fmt["type"]]
+    if isinstance(fmt, dict) and fmt.get("type") in BETA_FORMATS:
+        input_audio_format = BETA_FORMATS[fmt["type"]]
     else:
         input_audio_format = sent_session.get("input_audio_format", "pcm16")
     result: dict[str, Any] = {
@@ -60,8 +62,8 @@ def ga_to_seed(data: dict[str, Any], sent_session: dict[str, Any]) -> dict[str, 
         "input_audio_format": input_audio_format,
         "modalities": ["text"],
     }
-    for seed_key, ga_key in GA_INPUT_KEYS.items():
-        result[seed_key] = audio_input[ga_key] if ga_key in audio_input else sent_session.get(seed_key)
+    for beta_key, ga_key in GA_INPUT_KEYS.items():
+        result[beta_key] = audio_input[ga_key] if ga_key in audio_input else sent_session.get(beta_key)
     result["include"] = session["include"] if "include" in session else sent_session.get("include")
     result["id"] = session.get("id")
     return result
@@ -73,10 +75,10 @@ class OpenAIUpstream(Upstream):
     path = "/realtime/client_secrets"
 
     def build_body(self, session: dict[str, Any], expires_after_seconds: int) -> dict[str, Any]:
-        return seed_to_ga(session, expires_after_seconds)
+        return beta_to_ga(session, expires_after_seconds)
 
     def normalise(self, data: Any, sent_session: dict[str, Any]) -> dict[str, Any]:
-        return ga_to_seed(data, sent_session)
+        return ga_to_beta(data, sent_session)
 
 
 class AzureUpstream(OpenAIUpstream):

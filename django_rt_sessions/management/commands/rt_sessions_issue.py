@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...errors import IssueError
-from ...issuing import IssueContext, issue_session
+from ...issuing import IssueContext, issue_session, prepare
 
 
 class Command(BaseCommand):
@@ -29,16 +29,14 @@ class Command(BaseCommand):
         if not user.is_active:
             raise CommandError(f"The user {options['user']!r} is inactive.")
         payload = {"preset": options["preset"]} if options.get("preset") else {}
+        context = IssueContext(user=user, user_agent="manage.py rt_sessions_issue")
         try:
-            issued = issue_session(
-                IssueContext(user=user, user_agent="manage.py rt_sessions_issue"),
-                payload,
-                dry_run=options["dry_run"],
-            )
+            if options["dry_run"]:
+                # The same planning step as the issuance: what is printed is what would be sent.
+                self.stdout.write(json.dumps(prepare(context, payload).body, indent=2))
+                return
+            issued = issue_session(context, payload)
         except IssueError as exc:
             raise CommandError(f"{exc.code}: {exc.detail}") from None
-        if options["dry_run"]:
-            self.stdout.write(json.dumps(issued.upstream_body, indent=2))
-            return
         # The operator asked for the key: it goes to this terminal only, never to a log.
         self.stdout.write(json.dumps(issued.body, indent=2))

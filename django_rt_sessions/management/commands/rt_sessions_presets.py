@@ -35,6 +35,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         for group in report["groups_created"]:
             self.stdout.write(f"Created group {group!r}.")
+        for notice in report["notices"]:
+            self.stdout.write(self.style.WARNING(f"Warning: {notice}"))
         self.stdout.write(
             self.style.SUCCESS(
                 f"Imported {len(report['created']) + len(report['updated'])} presets "

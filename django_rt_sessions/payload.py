@@ -1,0 +1,123 @@
+"""The token request's body: from raw bytes to (preset name, overrides), refusing what cannot be used.
+
+Everything here raises IssueError("invalid") with a message that names the bad field or value, and never
+anything else: the issuing service audits the refusal. Strings that could not be stored in the audit row
+or sent upstream (NUL, unpaired surrogates) are refused before anything else reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import IssueError
+from .parsers import MAX_BODY_BYTES, RawBody
+from .session_fields import FIELDS, SessionField, index, show_value, unstorable_reason
+
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# The body is a flat object (its lists hold strings), so anything deeper is malformed; the bound also
+# keeps json.loads far from the interpreter's recursion limit.
+MAX_DEPTH = 8
+
+
+def decode_body(body: RawBody) -> Any:
+    """The body as JSON, at most MAX_BODY_BYTES, every string storable."""
+    if body.too_large:
+        raise IssueError("invalid", f"The body is larger than {MAX_BODY_BYTES} bytes.")
+    if body.media_type.split(";")[0].strip().lower() in FORM_CONTENT_TYPES:
+        raise IssueError("invalid", "Send a JSON object with Content-Type: application/json.")
+    if not body.raw.strip():
+        return {}
+    if _nesting(body.raw) > MAX_DEPTH:
+        raise IssueError("invalid", f"The body is nested more than {MAX_DEPTH} levels deep.")
+    try:
+        data = json.loads(body.raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise IssueError("invalid", "The body is not valid JSON.") from None
+    _check_strings(data)
+    return data
+
+
+def _nesting(raw: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, counted outside strings (an upper bound is enough)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _check_strings(data: Any) -> None:
+    """Refuse NUL characters and unpaired surrogates in any key or value (iteratively: no recursion)."""
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, str):
+            _refuse_text(where, value)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                _refuse_text(where, key, is_key=True)
+                pending.append((f"{where}.{key}" if where else key, item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+
+
+def _refuse_text(where: str, text: str, *, is_key: bool = False) -> None:
+    reason = unstorable_reason(text)
+    if reason is None:
+        return
+    # The field name may itself be the bad text: name only the part of the path that is clean.
+    clean_where = where if unstorable_reason(where) is None else ""
+    if is_key:
+        place = f"A field name in {clean_where!r}" if clean_where else "A field name"
+    else:
+        place = f"The value of {clean_where!r}" if clean_where else "A value"
+    raise IssueError(
+        "invalid",
+        f"{place} {reason}, which cannot be stored or sent.",
+        errors={clean_where or "body": [f"The text {reason}."]},
+    )
+
+
+def parse_overrides(
+    payload: Any, *, fields: tuple[SessionField, ...] = FIELDS
+) -> tuple[str | None, dict[str, Any]]:
+    """Check the decoded body's shape and each value; return (preset name or None, overrides)."""
+    if not isinstance(payload, Mapping):
+        raise IssueError("invalid", "The body must be a JSON object.")
+    by_override = index(fields).by_override
+    errors: dict[str, list[str]] = {}
+    known = ("preset", *by_override)
+    for key in payload:
+        if key not in known:
+            errors[str(key)] = [f"Unknown field; the fields are: {', '.join(known)}."]
+    preset = payload.get("preset")
+    if preset is not None and not isinstance(preset, str):
+        errors["preset"] = [f"{show_value(preset)} is not a preset name."]
+    overrides = {name: payload[name] for name in by_override if name in payload}
+    for name, value in overrides.items():
+        problem = None if value is None else by_override[name].rule.problem(value)
+        if problem:
+            errors[name] = [problem]
+    for name, value in overrides.items():
+        other = by_override[name].replaces
+        if value is not None and other in overrides and overrides[other] is not None and other not in errors:
+            errors.setdefault(name, []).append(f"Send {other} or {name}, not both.")
+            break
+    if errors:
+        raise IssueError("invalid", "Some fields are invalid.", errors=errors)
+    return preset, overrides
