@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .models import SessionPreset
 from .presets import PresetValidationError, validate_preset_options, validate_session
-from .session_fields import FIELDS, SessionField, index
+from .session_fields import FIELDS, SessionField, field_notes, index
 from .upstreams import configured_upstream
 
 NOT_SENT = ""
@@ -36,6 +36,18 @@ class ModelInput(forms.TextInput):
         context = super().get_context(name, value, attrs)
         context["known_models"] = self.suggestions
         return context
+
+
+class _AnyChoiceField(forms.ChoiceField):
+    """A select whose posted value the one validator judges, so staff read its message, not Django's."""
+
+    def valid_value(self, value: Any) -> bool:
+        return True
+
+
+class _AnyMultipleChoiceField(forms.MultipleChoiceField):
+    def valid_value(self, value: Any) -> bool:
+        return True
 
 
 def _leaves(fields: tuple[SessionField, ...]) -> list[SessionField]:
@@ -62,7 +74,14 @@ def _number_attrs(spec: SessionField) -> dict[str, Any]:
 def form_field(spec: SessionField, fields: tuple[SessionField, ...] = FIELDS) -> forms.Field:
     """The admin form field for one value of the description."""
     rule = spec.rule
-    common: dict[str, Any] = {"label": spec.label, "help_text": spec.help_text, "required": False}
+    help_text = field_notes(spec, markdown=False)
+    if rule.kind in ("text", "number", "integer", "list") and not spec.suggestions:
+        help_text.insert(1, _("Allowed: %(values)s.") % {"values": rule.describe().replace("`", "")})
+    common: dict[str, Any] = {
+        "label": spec.label,
+        "help_text": " ".join(map(str, help_text)),
+        "required": False,
+    }
     if rule.kind == "choice":
         parent = index(fields).by_path.get(spec.parent)
         choices: list[tuple[str, Any]] = [(NOT_SENT, _("Not sent (upstream default)"))]
@@ -72,7 +91,7 @@ def form_field(spec: SessionField, fields: tuple[SessionField, ...] = FIELDS) ->
             (c.value, (f"{c.label} ({_('GA upstreams only')})" if c.ga_only else c.label))
             for c in rule.choices
         ]
-        return forms.ChoiceField(choices=choices, **common)
+        return _AnyChoiceField(choices=choices, **common)
     if rule.kind == "text":
         long_text = rule.max_length is None or rule.max_length > 200
         if spec.suggestions:
@@ -91,7 +110,7 @@ def form_field(spec: SessionField, fields: tuple[SessionField, ...] = FIELDS) ->
     if rule.kind == "list":
         assert rule.items is not None
         if rule.items.kind == "choice":
-            return forms.MultipleChoiceField(
+            return _AnyMultipleChoiceField(
                 choices=[(c.value, f"{c.label} ({c.value})") for c in rule.items.choices],
                 widget=forms.CheckboxSelectMultiple,
                 **common,

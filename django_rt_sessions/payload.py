@@ -116,7 +116,7 @@ def parse_overrides(
     for name, value in overrides.items():
         other = by_override[name].replaces
         if value is not None and other in overrides and overrides[other] is not None and other not in errors:
-            errors.setdefault(name, []).append(f"Send {other} or {name}, not both.")
+            errors.setdefault(name, []).append(f"Send {name} or {other}, not both.")
             break
     if errors:
         raise IssueError("invalid", "Some fields are invalid.", errors=errors)

@@ -163,9 +163,7 @@ class Rule:
             return f"{what} from {_num(self.minimum)} to {_num(self.maximum)}"
         if self.kind == "list":
             assert self.items is not None
-            count = (
-                f"{self.min_items} to {self.max_items}" if self.max_items else f"{self.min_items} or more"
-            )
+            count = f"{self.min_items} to {self.max_items}" if self.max_items else f"{self.min_items} or more"
             distinct = " distinct" if self.distinct else ""
             return f"list of {count}{distinct}: {self.items.describe()}"
         return "object"
@@ -299,7 +297,7 @@ FIELDS: tuple[SessionField, ...] = (
     SessionField(
         "input_audio_noise_reduction.strength",
         _("Noise reduction strength"),
-        _("0.0 to 1.0: higher suppresses more noise (upstream default 1 when noise reduction is on)."),
+        _("Higher suppresses more noise (upstream default 1 when noise reduction is on)."),
         Rule("number", minimum=0.0, maximum=1.0),
         _AUDIO,
         "noise_strength",
@@ -318,9 +316,9 @@ FIELDS: tuple[SessionField, ...] = (
         "input_audio_transcription.model",
         _("Transcription model"),
         _(
-            "Required. Any model name; the list suggests the known ones. gpt-live-transcribe is OpenAI's "
-            "recommended realtime model; gpt-transcribe is served over WebSocket only. Older models "
-            "(whisper-1, gpt-4o-*-transcribe) shut down on 2027-02-26."
+            "Any model name; the list suggests the known ones. gpt-live-transcribe is OpenAI's recommended "
+            "realtime model; gpt-transcribe is served over WebSocket only. Older models (whisper-1, "
+            "gpt-4o-*-transcribe) shut down on 2027-02-26."
         ),
         Rule("text", min_length=1, max_length=100, single_line=True, not_blank=True, pattern_text="a model"),
         _TRANSCRIPTION,
@@ -332,8 +330,8 @@ FIELDS: tuple[SessionField, ...] = (
         "input_audio_transcription.language",
         _("Language"),
         _(
-            "ISO-639-1 code of the spoken language, two lowercase letters (en, fr, de). Setting it improves "
-            "accuracy and latency. Empty: the model detects the language."
+            "The spoken language (en, fr, de …). Setting it improves accuracy and latency. Empty: the model "
+            "detects the language."
         ),
         _LANGUAGE,
         _TRANSCRIPTION,
@@ -344,10 +342,7 @@ FIELDS: tuple[SessionField, ...] = (
     SessionField(
         "input_audio_transcription.languages",
         _("Languages"),
-        _(
-            "The languages the audio may be in, one ISO-639-1 code per line (at most 10). Only for "
-            "gpt-transcribe and gpt-live-transcribe; not together with a single language."
-        ),
+        _("The languages the audio may be in, one ISO-639-1 code per line."),
         Rule("list", items=_LANGUAGE, min_items=1, max_items=10, distinct=True),
         _TRANSCRIPTION,
         "languages",
@@ -359,10 +354,7 @@ FIELDS: tuple[SessionField, ...] = (
     SessionField(
         "input_audio_transcription.keywords",
         _("Keywords"),
-        _(
-            "Words or phrases to listen for (names, product codes), one per line, at most 100 of at most "
-            "100 characters each, without < or >. Only for gpt-transcribe and gpt-live-transcribe."
-        ),
+        _("Words or phrases to listen for (names, product codes), one per line."),
         Rule(
             "list",
             items=Rule(
@@ -387,9 +379,8 @@ FIELDS: tuple[SessionField, ...] = (
         "input_audio_transcription.prompt",
         _("Prompt"),
         _(
-            "Optional text guiding the transcription's style or vocabulary, at most 4000 characters. Not "
-            "accepted by gpt-4o-transcribe-diarize and gpt-realtime-whisper; with gpt-live-transcribe "
-            "prefer keywords."
+            "Optional text guiding the transcription's style or vocabulary; with gpt-live-transcribe prefer "
+            "keywords."
         ),
         Rule("text", max_length=4000),
         _TRANSCRIPTION,
@@ -400,10 +391,7 @@ FIELDS: tuple[SessionField, ...] = (
     SessionField(
         "input_audio_transcription.delay",
         _("Delay"),
-        _(
-            "How long the model waits before emitting text: higher is more accurate, lower is faster. "
-            "Only for gpt-realtime-whisper and gpt-live-transcribe."
-        ),
+        _("How long the model waits before emitting text: higher is more accurate, lower is faster."),
         Rule(
             "choice",
             choices=tuple(
@@ -437,7 +425,7 @@ FIELDS: tuple[SessionField, ...] = (
         _("Turn detection"),
         _(
             "Server VAD cuts the audio into turns by its volume; semantic VAD also uses a model to judge "
-            "whether the speaker has finished (GA upstreams only). Must be off for gpt-realtime-whisper."
+            "whether the speaker has finished. Off (null) for gpt-realtime-whisper."
         ),
         Rule(
             "choice",
@@ -455,8 +443,8 @@ FIELDS: tuple[SessionField, ...] = (
         "turn_detection.threshold",
         _("Activation threshold"),
         _(
-            "0.0 to 1.0 (upstream default 0.5). Higher needs louder audio to count as speech, which can "
-            "work better in noisy rooms."
+            "Higher needs louder audio to count as speech, which can work better in noisy rooms (upstream "
+            "default 0.5)."
         ),
         Rule("number", minimum=0.0, maximum=1.0),
         _TURNS,
@@ -466,7 +454,7 @@ FIELDS: tuple[SessionField, ...] = (
     SessionField(
         "turn_detection.prefix_padding_ms",
         _("Prefix padding (ms)"),
-        _("Audio kept before detected speech, 0 to 10000 ms (upstream default 300)."),
+        _("Audio kept before detected speech (upstream default 300 ms)."),
         Rule("integer", minimum=0, maximum=VAD_MAX_MS),
         _TURNS,
         "vad_prefix_padding_ms",
@@ -476,8 +464,8 @@ FIELDS: tuple[SessionField, ...] = (
         "turn_detection.silence_duration_ms",
         _("Silence duration (ms)"),
         _(
-            "Silence that ends a turn, 0 to 10000 ms (upstream default 500). Shorter answers faster but "
-            "may cut in on short pauses."
+            "Silence that ends a turn (upstream default 500 ms). Shorter answers faster but may cut in on "
+            "short pauses."
         ),
         Rule("integer", minimum=0, maximum=VAD_MAX_MS),
         _TURNS,
@@ -487,7 +475,7 @@ FIELDS: tuple[SessionField, ...] = (
     SessionField(
         "turn_detection.idle_timeout_ms",
         _("Idle timeout (ms)"),
-        _("5000 to 30000 ms: end the turn after this long without speech (GA upstreams only)."),
+        _("End the turn after this long without speech."),
         Rule("integer", minimum=5000, maximum=30000),
         _TURNS,
         "vad_idle_timeout_ms",
@@ -611,28 +599,35 @@ DOCS_TABLE_START = "<!-- session-fields:start (generated from django_rt_sessions
 DOCS_TABLE_END = "<!-- session-fields:end -->"
 
 
-def field_notes(spec: SessionField) -> list[str]:
-    """What the docs' table and the OpenAPI schema say about a field beyond its values (Markdown)."""
+def field_notes(spec: SessionField, *, markdown: bool = True) -> list[str]:
+    """What the docs' table, the OpenAPI schema and the admin's help texts say about a field beyond its help
+    text: its values and rules, derived from the entry."""
+    code = (lambda text: f"`{text}`") if markdown else str
+
+    def names(models: tuple[str, ...]) -> str:
+        shown = [code(m) for m in models]
+        return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
     notes = [str(spec.help_text)]
     if spec.required:
-        notes.append("**Required.**")
+        notes.append("**Required.**" if markdown else "Required.")
     if spec.ga_only:
         notes.append("GA upstreams only (not the beta endpoint).")
     if spec.only_models:
-        notes.append(f"Only for {_models(spec.only_models)}.")
+        notes.append(f"Only for {names(spec.only_models)}.")
     if spec.excluded_models:
-        notes.append(f"Not for {_models(spec.excluded_models)}.")
+        notes.append(f"Not for {names(spec.excluded_models)}.")
     if spec.null_for_models:
-        notes.append(f"Must be `null` for {_models(spec.null_for_models)}.")
+        notes.append(f"Must be {code('null')} for {names(spec.null_for_models)}.")
     if spec.when:
         sibling, values = spec.when
-        notes.append(f"Only with `{sibling}` {' or '.join(f'`{v}`' for v in values)}.")
+        notes.append(f"Only with {code(sibling)} {' or '.join(code(v) for v in values)}.")
     if spec.replaces:
-        notes.append(f"Never together with `{spec.replaces}`.")
+        notes.append(f"Never together with {code(spec.replaces)}.")
     if spec.default is not None:
-        notes.append(f"Default `{spec.default}`.")
+        notes.append(f"Default {code(spec.default)}.")
     if spec.override:
-        notes.append(f"Users may change it with `{spec.override}` when the preset allows.")
+        notes.append(f"Users may change it with {code(spec.override)} when the preset allows.")
     return notes
 
 
@@ -648,11 +643,6 @@ def markdown_table(fields: tuple[SessionField, ...] = FIELDS) -> str:
             value += ", or `null` (off)"
         rows.append(f"| `{spec.path}` | {value} | {' '.join(field_notes(spec))} |")
     return "\n".join([DOCS_TABLE_START, *rows, DOCS_TABLE_END])
-
-
-def _models(names: tuple[str, ...]) -> str:
-    shown = [f"`{n}`" for n in names]
-    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -3,6 +3,7 @@ the package's own pytest plugin, the same one site owners get."""
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -84,7 +85,7 @@ def preset(db: Any) -> SessionPreset:
         name="meetings-fr",
         title="Meetings (French)",
         default=True,
-        session=dict(SESSION),
+        session=copy.deepcopy(SESSION),
         expires_after_seconds=60,
         overridable=["language", "prompt", "noise_reduction"],
     )
