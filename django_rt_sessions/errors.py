@@ -1,4 +1,4 @@
-"""Stable error codes (SPEC §4) and the exception the issuing service raises for each."""
+"""Stable error codes (docs/http-api.md#errors) and the exception the issuing service raises for each."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 DRF parses the body while SessionAuthentication checks CSRF (Django's check reads `request.POST`), that
 is before the user is known. A JSON syntax error raised there would escape the audit log and DRF's
-`parse_error` code. This parser just captures at most MAX_BODY_BYTES; the view decodes the JSON once
-the user is authenticated, so every refusal is audited with the SPEC's `invalid` code.
+`parse_error` code. This parser just captures at most MAX_BODY_BYTES; the issuing service decodes the JSON
+once the user is authenticated (payload.py), so every refusal is audited with the `invalid` code.
 """
 
 from __future__ import annotations

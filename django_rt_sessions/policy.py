@@ -1,8 +1,9 @@
 """The POLICY hook: a site's own rules, run for every token request after the preset's.
 
 `RT_SESSIONS["POLICY"]` names a callable (dotted path) that receives a `PolicyContext`. It may refuse
-the request by raising `Deny`, or adjust the session in place (`context.session`, the seed-vocabulary
-body, and `context.expires_after_seconds`); the adjusted session goes through the preset validator again.
+the request by raising `Deny`, or adjust the session in place (`context.session`, in the beta endpoint's
+vocabulary, and `context.expires_after_seconds`); the adjusted session goes through the preset validator
+again.
 
     def my_policy(context):
         profile = context.user.profile

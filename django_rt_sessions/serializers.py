@@ -6,7 +6,7 @@ from .models import SessionPreset
 
 
 class PresetSerializer(serializers.ModelSerializer):
-    """A preset as the requesting user sees it (SPEC §4 `GET presets/`): no groups, no rate."""
+    """A preset as the requesting user sees it (docs/http-api.md, `GET presets/`): no groups, no rate."""
 
     class Meta:
         model = SessionPreset

@@ -759,3 +759,37 @@ def test_the_description_is_consistent() -> None:
         if spec.replaces:
             assert by_path[f"{spec.parent}.{spec.replaces}".lstrip(".")].replaces == spec.name
     assert dataclasses.is_dataclass(FIELDS[0])
+
+
+def test_a_stored_preset_that_no_longer_validates_answers_503(
+    api: Client, upstream: Any, settings: Any
+) -> None:
+    """Saved before a rule existed (here: before every preset had to name a model): the site's fault."""
+    from django_rt_sessions.checks import check_presets
+
+    SessionPreset.objects.create(name="legacy", default=True, session={"input_audio_format": "pcm16"})
+    response = post(api, {})
+    assert response.status_code == 503
+    assert response.json()["code"] == "upstream_unavailable"
+    assert not upstream.requests
+    row = TokenRequest.objects.get()
+    assert (row.error_code, row.error_message) == (
+        "invalid_preset",
+        "session.input_audio_transcription: Required.",
+    )
+    [warning] = [m for m in check_presets(databases=["default"]) if m.id == "rt_sessions.W004"]
+    assert warning.msg == (
+        "Preset 'legacy' is no longer valid (session.input_audio_transcription: Required.): requests for it "
+        "answer 503."
+    )
+
+
+def test_the_database_check_ids_are_distinct(api: Client, upstream: Any, settings: Any) -> None:
+    from django_rt_sessions.checks import check_presets
+
+    SessionPreset.objects.create(name="a", session={"input_audio_transcription": {"model": "whisper-1"}})
+    SessionPreset.objects.create(name="b", session=LIVE_SESSION)
+    SessionPreset.objects.create(name="c", session={})
+    set_rt(settings, UPSTREAM="openai-beta")
+    found = {(m.id, m.obj.name) for m in check_presets(databases=["default"])}
+    assert found == {("rt_sessions.W002", "a"), ("rt_sessions.W003", "b"), ("rt_sessions.W004", "c")}

@@ -1,8 +1,9 @@
 """The interface every upstream adapter implements, and the call/mapping logic they share.
 
-An adapter only knows its shape: the URL path, the auth header, how to turn a preset's session (seed
-vocabulary) into its request body, and how to turn its answer back into the seed's "Returns" shape.
-Transport, retries, error parsing and the mapping onto SPEC §4 codes live here, once.
+An adapter only knows its shape: the URL path, the auth header, how to turn a preset's session (the beta
+endpoint's vocabulary) into its request body, how to turn its answer back into the beta endpoint's "Returns"
+shape, and what it cannot send. Transport, retries, error parsing and the mapping onto the error codes of
+docs/http-api.md live here, once.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class UpstreamConfig:
 
 @dataclass
 class UpstreamSession:
-    """A successful answer, normalised to the seed endpoint's "Returns" shape."""
+    """A successful answer, normalised to the beta endpoint's "Returns" shape."""
 
     body: dict[str, Any] = field(repr=False)  # holds the ephemeral key
     secret: str = field(repr=False)
@@ -63,7 +64,7 @@ class UpstreamSession:
 
 
 class UpstreamFailure(IssueError):
-    """An upstream failure mapped onto a SPEC code, with what staff need to investigate it.
+    """An upstream failure mapped onto an error code, with what staff need to investigate it.
 
     `detail` (shown to the user) stays the generic text of the code; `error_message` is for the audit.
     """
@@ -112,7 +113,7 @@ class Upstream:
         raise NotImplementedError
 
     def normalise(self, data: Any, sent_session: dict[str, Any]) -> dict[str, Any]:
-        """Turn a success answer into the seed's "Returns" shape; raise ValueError if unusable."""
+        """Turn a success answer into the beta endpoint's "Returns" shape; raise ValueError if unusable."""
         raise NotImplementedError
 
     @sensitive_variables("api_key")

@@ -17,7 +17,7 @@ GA_FORMATS: dict[str, dict[str, Any]] = {
     "g711_ulaw": {"type": "audio/pcmu"},
     "g711_alaw": {"type": "audio/pcma"},
 }
-BETA_FORMATS = {ga["type"]: seed for seed, ga in GA_FORMATS.items()}
+BETA_FORMATS = {ga["type"]: beta for beta, ga in GA_FORMATS.items()}
 
 # Beta session key -> GA `session.audio.input` key.
 GA_INPUT_KEYS = {
