@@ -793,3 +793,27 @@ def test_the_database_check_ids_are_distinct(api: Client, upstream: Any, setting
     set_rt(settings, UPSTREAM="openai-beta")
     found = {(m.id, m.obj.name) for m in check_presets(databases=["default"])}
     assert found == {("rt_sessions.W002", "a"), ("rt_sessions.W003", "b"), ("rt_sessions.W004", "c")}
+
+
+@pytest.mark.parametrize("name", ["openai", "azure"])
+def test_the_admin_preview_is_the_body_the_standin_receives(
+    admin_client: Client,
+    api: Client,
+    live_preset: SessionPreset,
+    openai_standin: Any,
+    settings: Any,
+    name: str,
+) -> None:
+    import html
+    import re
+
+    base = openai_standin.azure_base_url if name == "azure" else openai_standin.base_url
+    set_rt(settings, UPSTREAM=name, BASE_URL=base, API_KEY=openai_standin.api_key)
+    change = reverse("admin:django_rt_sessions_sessionpreset_change", args=[live_preset.pk])
+    page = admin_client.get(change).content.decode()
+    match = re.search(r'<pre id="rt-upstream-preview">(.*?)</pre>', page, re.S)
+    assert match, page
+    assert not openai_standin.requests
+    assert post(api, {}).status_code == 201
+    [request] = openai_standin.requests
+    assert request.json == json.loads(html.unescape(match.group(1)))
