@@ -39,6 +39,24 @@ SESSION = {
 MINIMAL_SESSION = {"input_audio_transcription": {"model": "gpt-live-transcribe"}}
 
 
+DROP = object()  # for `changed_copy`: delete the key
+
+
+def changed_copy(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A deep copy of `base` with dotted-path changes (`turn_detection__threshold=1.5`); DROP deletes."""
+    result = copy.deepcopy(base)
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        target = result
+        for key in parents:
+            target = target[key]
+        if value is DROP:
+            target.pop(leaf, None)
+        else:
+            target[leaf] = value
+    return result
+
+
 def pytest_report_header(config: Any) -> list[str]:
     database = os.environ.get("RT_TEST_DATABASE_URL", "sqlite (in memory)")
     cache_url = os.environ.get("RT_TEST_REDIS_URL", "local memory")

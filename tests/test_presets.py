@@ -19,7 +19,7 @@ from django_rt_sessions.presets import (
     validate_session,
 )
 
-from .conftest import MINIMAL_SESSION, SESSION
+from .conftest import DROP, MINIMAL_SESSION, SESSION, changed_copy
 
 TD = "session.turn_detection"
 TR = "session.input_audio_transcription"
@@ -27,20 +27,7 @@ TR = "session.input_audio_transcription"
 
 def session_with(**changes: Any) -> dict[str, Any]:
     """SESSION with dotted-path changes, e.g. `turn_detection__threshold=1.5`; a value of DROP deletes."""
-    session = copy.deepcopy(SESSION)
-    for path, value in changes.items():
-        *parents, leaf = path.split("__")
-        target = session
-        for key in parents:
-            target = target[key]
-        if value is DROP:
-            target.pop(leaf, None)
-        else:
-            target[leaf] = value
-    return session
-
-
-DROP = object()
+    return changed_copy(SESSION, **changes)
 
 
 def preset_data(**changes: Any) -> dict[str, Any]:

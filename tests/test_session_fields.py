@@ -33,7 +33,7 @@ from django_rt_sessions.session_fields import FIELDS, Choice, Rule, SessionField
 from django_rt_sessions.upstreams import get_upstream
 from django_rt_sessions.upstreams.openai import OpenAIUpstream
 
-from .conftest import post, set_rt
+from .conftest import DROP, changed_copy, post, set_rt
 
 pytestmark = pytest.mark.django_db
 
@@ -61,20 +61,9 @@ LIVE_SESSION: dict[str, Any] = {
 
 def changed(**paths: Any) -> dict[str, Any]:
     """LIVE_SESSION with dotted-path changes (`input_audio_transcription__delay="high"`); DROP deletes."""
-    session = copy.deepcopy(LIVE_SESSION)
-    for path, value in paths.items():
-        *parents, leaf = path.split("__")
-        target = session
-        for key in parents:
-            target = target[key]
-        if value is DROP:
-            target.pop(leaf, None)
-        else:
-            target[leaf] = value
-    return session
+    return changed_copy(LIVE_SESSION, **paths)
 
 
-DROP = object()
 SERVER_VAD = {"type": "server_vad", "threshold": 0.4, "prefix_padding_ms": 200, "silence_duration_ms": 400}
 
 VALID = {
@@ -575,6 +564,18 @@ def test_a_fourth_upstream_declares_its_own_capabilities(
 # ------------------------------------------------------------------- the stand-in enforces OpenAI's rules
 
 
+def standin_post(standin: Any, path: str, body: dict[str, Any]) -> Any:
+    """A request straight to the stand-in, as OpenAI's own clients send it (not through the app)."""
+    import requests
+
+    return requests.post(
+        f"{standin.base_url}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {standin.api_key}"},
+        timeout=5,
+    )
+
+
 @pytest.mark.parametrize(
     ("transcription", "param"),
     [
@@ -598,46 +599,25 @@ def test_a_fourth_upstream_declares_its_own_capabilities(
 def test_the_standin_refuses_what_openai_refuses(
     openai_standin: Any, transcription: dict[str, Any], param: str
 ) -> None:
-    import requests
-
     body = {"session": {"type": "transcription", "audio": {"input": {"transcription": transcription}}}}
-    response = requests.post(
-        f"{openai_standin.base_url}/realtime/client_secrets",
-        json=body,
-        headers={"Authorization": f"Bearer {openai_standin.api_key}"},
-        timeout=5,
-    )
+    response = standin_post(openai_standin, "/realtime/client_secrets", body)
     assert response.status_code == 400
     error = response.json()["error"]
     assert (error["code"], error["param"]) == ("invalid_value", param)
 
 
 def test_the_standin_beta_endpoint_has_no_ga_only_fields(openai_standin: Any) -> None:
-    import requests
-
     body = {"input_audio_transcription": {"model": "gpt-live-transcribe", "keywords": ["Acme"]}}
-    response = requests.post(
-        f"{openai_standin.base_url}/realtime/transcription_sessions",
-        json=body,
-        headers={"Authorization": f"Bearer {openai_standin.api_key}"},
-        timeout=5,
-    )
+    response = standin_post(openai_standin, "/realtime/transcription_sessions", body)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unknown_parameter"
     assert response.json()["error"]["param"] == "input_audio_transcription.keywords"
 
 
 def test_the_standin_accepts_noise_strength(openai_standin: Any) -> None:
-    import requests
-
     noise = {"type": "near_field", "strength": 0.3}
     body = {"session": {"type": "transcription", "audio": {"input": {"noise_reduction": noise}}}}
-    response = requests.post(
-        f"{openai_standin.base_url}/realtime/client_secrets",
-        json=body,
-        headers={"Authorization": f"Bearer {openai_standin.api_key}"},
-        timeout=5,
-    )
+    response = standin_post(openai_standin, "/realtime/client_secrets", body)
     assert response.status_code == 200, response.text
     assert response.json()["session"]["audio"]["input"]["noise_reduction"] == noise
 
