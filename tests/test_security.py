@@ -128,7 +128,7 @@ def test_the_guard_sees_debug_records_of_the_suite(
 class ConnectInfoFails(OpenAIUpstream):
     """Fails after a successful upstream answer: `_issue` then holds the config and the result."""
 
-    def connect_info(self, base_url: str) -> dict[str, str]:
+    def connect_info(self, base_url: str, session: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("connect_info failed")
 
 
