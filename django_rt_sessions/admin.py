@@ -9,19 +9,20 @@ from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.http import (
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseNotAllowed,
     StreamingHttpResponse,
 )
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -223,7 +224,10 @@ class SessionPresetAdmin(admin.ModelAdmin):
     def test_token_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        preset = get_object_or_404(SessionPreset, pk=object_id)
+        pk = preset_pk(unquote(object_id))
+        preset = self.get_object(request, str(pk)) if pk is not None else None
+        if preset is None:
+            raise Http404
         if not self.has_view_permission(request, preset):
             raise PermissionDenied
         context = IssueContext.from_request(request, request.user)
@@ -265,6 +269,15 @@ class SessionPresetAdmin(admin.ModelAdmin):
                 "outcome": outcome,
             },
         )
+
+
+def preset_pk(value: str) -> int | None:
+    """`value` as a preset primary key, or None when it cannot be one (not a number, out of range)."""
+    try:
+        # clean() runs the field's validators, which include the database's integer range.
+        return int(SessionPreset._meta.pk.clean(value, None))
+    except ValidationError:
+        return None
 
 
 def _unique_name(base: str, taken: set[str]) -> str:
@@ -326,7 +339,14 @@ class PresetFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(preset_id=self.value()) if self.value() else queryset
+        value = self.value()
+        if not value:
+            return queryset
+        pk = preset_pk(value)
+        if pk is None:
+            # The changelist answers it as any bad lookup (back to the list, ?e=1); the export with 400.
+            raise IncorrectLookupParameters(f"preset={value!r} is not a preset id.")
+        return queryset.filter(preset_id=pk)
 
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -480,8 +500,10 @@ class TokenRequestAdmin(admin.ModelAdmin):
             raise PermissionDenied
         try:
             changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters:
-            return HttpResponseBadRequest("Invalid filter parameters.")
+        except IncorrectLookupParameters as exc:
+            return HttpResponseBadRequest(
+                f"Invalid filter parameters: {exc}", content_type="text/plain; charset=utf-8"
+            )
         queryset = changelist.get_queryset(request).order_by("-created_at", "-id")
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
         response = StreamingHttpResponse(

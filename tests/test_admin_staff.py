@@ -536,6 +536,39 @@ def test_admin_export_with_a_bad_filter_is_not_a_server_error(admin_client: Clie
     assert response.status_code == 400
 
 
+BAD_IDS = ["abc", "12345678901234567890", "1e3", "-"]
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS)
+def test_test_token_with_a_bad_id_is_not_found(admin_user: Any, upstream: Any, db: Any, bad_id: str) -> None:
+    client = Client(raise_request_exception=False)
+    client.force_login(admin_user)
+    url = f"/admin/django_rt_sessions/sessionpreset/{bad_id}/test-token/"
+    assert client.post(url).status_code == 404
+    assert upstream.requests == []
+    assert not TokenRequest.objects.exists()
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS)
+def test_a_bad_preset_filter_is_refused_not_a_server_error(
+    admin_user: Any, preset: SessionPreset, bad_id: str
+) -> None:
+    """The list does what Django does with any bad lookup (back to the unfiltered list with ?e=1); the
+    export, which has no page to go back to, answers 400 naming the value."""
+    make_rows(1, preset=preset)
+    client = Client(raise_request_exception=False)
+    client.force_login(admin_user)
+    listed = client.get(REQUESTS, {"preset": bad_id})
+    assert listed.status_code == 302
+    assert listed["Location"] == f"{REQUESTS}?e=1"
+    exported = client.get(EXPORT, {"preset": bad_id})
+    assert exported.status_code == 400
+    assert "preset" in content(exported)
+    # A well-formed id still filters, including one no preset has.
+    assert len(list(csv.reader(io.StringIO(content(client.get(EXPORT, {"preset": preset.pk})))))) == 2
+    assert len(list(csv.reader(io.StringIO(content(client.get(EXPORT, {"preset": preset.pk + 9})))))) == 1
+
+
 # ------------------------------------------------------------------------------- rt_sessions_audit
 
 
