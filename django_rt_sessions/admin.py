@@ -43,6 +43,8 @@ from .upstreams import get_upstream
 
 # ---------------------------------------------------------------------------------------------- presets
 
+TEST_TOKEN_PERMISSION = "issue_test_token"  # noqa: S105 (a permission codename, SessionPreset.Meta)
+
 
 @admin.register(SessionPreset)
 class SessionPresetAdmin(admin.ModelAdmin):
@@ -211,6 +213,16 @@ class SessionPresetAdmin(admin.ModelAdmin):
 
     # -- "Issue a test token"
 
+    def has_test_token_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return bool(request.user.has_perm(f"{opts.app_label}.{TEST_TOKEN_PERMISSION}"))
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        context["rt_can_issue_test_token"] = self.has_test_token_permission(request)
+        return super().render_change_form(request, context, *args, **kwargs)
+
     def get_urls(self) -> list:
         # non_atomic_requests: the audit row of the test must be committed even on a site with
         # ATOMIC_REQUESTS, and no transaction should stay open during the upstream call.
@@ -228,7 +240,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
         preset = self.get_object(request, str(pk)) if pk is not None else None
         if preset is None:
             raise Http404
-        if not self.has_view_permission(request, preset):
+        if not self.has_test_token_permission(request):
             raise PermissionDenied
         context = IssueContext.from_request(request, request.user)
         outcome: dict[str, Any]

@@ -388,6 +388,46 @@ def test_test_token_issues_one_audited_token_without_showing_it(
         assert key not in shown and key[3:] not in shown, url
 
 
+def staff_with(django_user_model: Any, name: str, *codenames: str) -> Client:
+    user = django_user_model.objects.create_user(name, password=f"pw-{name}", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="django_rt_sessions", codename__in=codenames)
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    "codenames",
+    [("view_sessionpreset",), ("view_sessionpreset", "change_sessionpreset")],
+    ids=["view", "view+change"],
+)
+def test_test_token_needs_its_own_permission(
+    django_user_model: Any, upstream: Any, preset: SessionPreset, codenames: tuple[str, ...]
+) -> None:
+    """It mints a real, billed key: reading (or editing) presets is not enough."""
+    client = staff_with(django_user_model, "reader", *codenames)
+    page = content(client.get(preset_change(preset)))
+    assert client.get(preset_change(preset)).status_code == 200
+    assert 'id="rt-test-token"' not in page
+    assert client.post(test_token_url(preset)).status_code == 403
+    assert upstream.requests == []
+    assert not TokenRequest.objects.exists()
+
+
+def test_the_issue_test_token_permission_allows_it(
+    django_user_model: Any, upstream: Any, preset: SessionPreset
+) -> None:
+    client = staff_with(django_user_model, "tester", "view_sessionpreset", "issue_test_token")
+    assert 'id="rt-test-token"' in content(client.get(preset_change(preset)))
+    response = client.post(test_token_url(preset))
+    assert response.status_code == 200
+    assert "Issued (201)" in content(response)
+    assert TokenRequest.objects.get().username == "tester"
+    assert len(upstream.issued) == 1
+
+
 def test_test_token_shows_the_upstream_message_to_staff_only(
     admin_client: Client, api: Client, upstream: Any, preset: SessionPreset
 ) -> None:
