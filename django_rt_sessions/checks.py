@@ -22,6 +22,12 @@ TIMEOUT_RANGE = (0.1, 120.0)
 MAX_RETRIES_RANGE = (0, 10)
 
 
+def rate_limit_cache_backend() -> tuple[str, str]:
+    """The alias of the cache the rate limits count in (`RATELIMIT_USE_CACHE`) and its BACKEND path."""
+    alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
+    return alias, str((getattr(settings, "CACHES", None) or {}).get(alias, {}).get("BACKEND", ""))
+
+
 def _is_loopback(host: str | None) -> bool:
     return bool(host) and (host in LOOPBACK_HOSTS or host.startswith("127."))  # type: ignore[union-attr]
 
@@ -78,8 +84,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
     messages.extend(_check_numbers())
     if not settings.DEBUG:
-        cache_alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
-        backend = settings.CACHES.get(cache_alias, {}).get("BACKEND", "")
+        cache_alias, backend = rate_limit_cache_backend()
         if (rt_settings.USER_RATE or rt_settings.IP_RATE) and backend in UNSHARED_CACHES:
             messages.append(
                 checks.Error(
