@@ -29,6 +29,11 @@ class RtSessionsView(APIView):
 
     permission_classes = [IsAuthenticated]
     renderer_classes = [JSONRenderer]  # every response is JSON, whatever the site's DRF defaults
+    metadata_class = None  # OPTIONS is answered 405 like any method a view does not serve
+
+    @property
+    def allowed_methods(self) -> list[str]:
+        return [method for method in super().allowed_methods if method != "OPTIONS"]
 
     def get_exception_handler(self):  # type: ignore[no-untyped-def]
         return http.exception_handler
