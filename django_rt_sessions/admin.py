@@ -33,7 +33,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
-from . import audit_export, audit_report, preset_cache
+from . import audit_export, audit_report, error_reports, preset_cache
 from .admin_forms import SessionPresetForm
 from .conf import rt_settings
 from .errors import IssueError
@@ -234,6 +234,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
 
     @method_decorator(sensitive_variables("issued", "body", "secret"))
     def test_token_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        error_reports.protect(request)  # no key in a debug page or its DEBUG logging
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         pk = preset_pk(unquote(object_id))

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.permissions import IsAuthenticated
@@ -14,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import http
+from . import error_reports, http
 from .errors import IssueError
 from .issuing import IssueContext, issue_session, record_refusal
 from .models import SessionPreset
@@ -34,6 +35,10 @@ class RtSessionsView(APIView):
     @property
     def allowed_methods(self) -> list[str]:
         return [method for method in super().allowed_methods if method != "OPTIONS"]
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        error_reports.protect(request)  # no key in a debug page or its DEBUG logging
+        return super().initialize_request(request, *args, **kwargs)
 
     def get_exception_handler(self):  # type: ignore[no-untyped-def]
         return http.exception_handler

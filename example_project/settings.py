@@ -12,6 +12,7 @@ DATABASE_POOL     size of Django's PostgreSQL connection pool per process (defau
                   the gevent workers of example_project/gunicorn.conf.py (docs/deployment.md)
 DJANGO_SESSION_ENGINE  e.g. django.contrib.sessions.backends.cached_db with REDIS_URL
 DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS
+DJANGO_LOG_LEVEL  level of the console log (default INFO; DEBUG includes Django's own DEBUG records)
 """
 
 import importlib.util
@@ -181,3 +182,10 @@ LOGGING = {
         "example_project": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+# DJANGO_LOG_LEVEL=DEBUG logs everything at that level, Django's own loggers included (django.template,
+# django.db.backends): no key may reach the log even then (tests/test_example_logging.py).
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "").strip().upper()
+if LOG_LEVEL:
+    LOGGING["root"] = {"handlers": ["console"], "level": LOG_LEVEL}
+    for _logger in ("django", "django_rt_sessions", "example_project"):
+        LOGGING["loggers"][_logger] = {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
