@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import re
 from typing import Any, cast
 
@@ -40,6 +41,8 @@ from .errors import IssueError
 from .issuing import IssueContext, fingerprint, issue_session
 from .models import SessionPreset, TokenRequest
 from .upstreams import get_upstream
+
+logger = logging.getLogger("django_rt_sessions.admin")
 
 # ---------------------------------------------------------------------------------------------- presets
 
@@ -486,14 +489,24 @@ class TokenRequestAdmin(admin.ModelAdmin):
         # The chart is the same for every viewer and changes slowly: one grouped query a minute at most.
         today = timezone.localdate().isoformat()
         key = f"rt_sessions:audit-summary:{today}"
-        summary = cache.get(key)
+        try:
+            summary = cache.get(key)
+        except Exception as exc:  # the cache is down (Redis outage): the page must still answer
+            logger.warning("Audit summary computed without the cache (%s).", type(exc).__name__)
+            return self._summary()
         if summary is None:
-            summary = {
-                "rt_chart": audit_report.render_chart(audit_report.daily_outcomes()),
-                "rt_top_requesters": audit_report.top_requesters(),
-            }
-            cache.set(key, summary, 60)
+            summary = self._summary()
+            try:
+                cache.set(key, summary, 60)
+            except Exception as exc:  # went down in between
+                logger.warning("Audit summary computed without the cache (%s).", type(exc).__name__)
         return summary
+
+    def _summary(self) -> dict[str, Any]:
+        return {
+            "rt_chart": audit_report.render_chart(audit_report.daily_outcomes()),
+            "rt_top_requesters": audit_report.top_requesters(),
+        }
 
     def get_urls(self) -> list:
         wrap = self.admin_site.admin_view

@@ -8,6 +8,7 @@ import datetime as dt
 import html
 import io
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -825,6 +826,36 @@ def test_chart_and_top_requesters(admin_client: Client, db: Any) -> None:
         ("dave", "1"),
     ]
     assert "zoe" not in top and "ancient" not in top
+
+
+def test_audit_changelist_while_the_cache_is_down(
+    admin_client: Client, settings: Any, caplog: pytest.LogCaptureFixture, db: Any
+) -> None:
+    """The chart is cached in the default cache (Redis in production): without it the page still works."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    make_rows(3, username="bob")
+    working = settings.CACHES
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    try:
+        with caplog.at_level(logging.WARNING, logger="django_rt_sessions.admin"):
+            response = admin_client.get(REQUESTS)
+    finally:
+        settings.CACHES = working  # the suite's own teardown clears the cache
+    assert response.status_code == 200
+    page = content(response)
+    assert CHART.search(page)
+    assert ">bob<" in page  # today's top requesters
+    assert "computed without the cache" in caplog.text
 
 
 def test_audit_changelist_with_zero_rows(admin_client: Client, db: Any) -> None:
