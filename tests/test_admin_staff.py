@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -708,15 +707,23 @@ def test_audit_export_bad_date_is_a_one_line_command_error(db: Any, args: tuple[
     assert args[0] in message and args[1] in message
 
 
-def test_audit_export_csv_of_thousands_of_rows_is_quick(db: Any) -> None:
-    make_rows(3000, user_agent="Mozilla/5.0", session_config={"session": {"type": "transcription"}})
-    started = time.monotonic()
-    out, _err = run_audit("--format", "csv")
-    assert time.monotonic() - started < 10
-    lines = list(csv.reader(io.StringIO(out)))
-    assert len(lines) == 3001
-    ids = [int(line[0]) for line in lines[1:]]
-    assert len(set(ids)) == 3000
+def test_audit_export_of_thousands_of_rows_takes_the_queries_of_ten(preset: SessionPreset, user: Any) -> None:
+    """Rows are streamed from one query (a server-side cursor on PostgreSQL), never one query per row or
+    per user/preset; how long that takes is measured by bench/admin_pages.py, not asserted here."""
+
+    def export() -> tuple[int, list[list[str]]]:
+        with CaptureQueriesContext(connection) as queries:
+            out, _err = run_audit("--format", "csv")
+        return len(queries), list(csv.reader(io.StringIO(out)))
+
+    fields = {"user": user, "preset": preset, "user_agent": "Mozilla/5.0", "session_config": {"a": 1}}
+    make_rows(10, **fields)
+    few_queries, few = export()
+    make_rows(2990, **fields)
+    many_queries, many = export()
+    assert (len(few), len(many)) == (11, 3001)
+    assert len({int(line[0]) for line in many[1:]}) == 3000
+    assert many_queries == few_queries
 
 
 # ------------------------------------------------------------------------------------ query counts
