@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import logging
@@ -272,6 +273,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
                 # The key itself is never shown in the admin; its fingerprint identifies it.
                 "fingerprint": fingerprint(secret["value"]),
                 "expires_at": secret["expires_at"],
+                **_expiry(secret["expires_at"]),
                 "session_json": json.dumps(body, indent=2),
             }
         return TemplateResponse(
@@ -285,6 +287,15 @@ class SessionPresetAdmin(admin.ModelAdmin):
                 "outcome": outcome,
             },
         )
+
+
+def _expiry(expires_at: Any) -> dict[str, Any]:
+    """The key's expiry (Unix time) as an aware datetime and the seconds left, for the test-token page."""
+    try:
+        moment = dt.datetime.fromtimestamp(int(expires_at), tz=dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return {}
+    return {"expires": moment, "expires_in": max(0, int((moment - timezone.now()).total_seconds()))}
 
 
 def preset_pk(value: str) -> int | None:

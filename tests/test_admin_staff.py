@@ -7,8 +7,10 @@ import csv
 import datetime as dt
 import html
 import io
+import itertools
 import json
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,11 @@ from django.http import StreamingHttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import escape
 from django.utils.text import capfirst
 
-from django_rt_sessions import audit_export
+from django_rt_sessions import audit_export, audit_report
 from django_rt_sessions.admin import TokenRequestAdmin
 from django_rt_sessions.issuing import fingerprint
 from django_rt_sessions.models import SessionPreset, TokenRequest
@@ -379,6 +381,14 @@ def test_test_token_issues_one_audited_token_without_showing_it(
     assert row.secret_fingerprint == fingerprint(key)
     assert "Issued (201)" in page
     assert fingerprint(key) in page
+    # The expiry as a date and the seconds left (the preset's key lives 60 s), not a bare Unix time.
+    expiry = re.search(
+        r'<td id="rt-test-token-expiry"><time datetime="([^"]+)">([^<]+)</time> \(in (\d+) s;', page
+    )
+    assert expiry, page
+    assert dt.datetime.fromisoformat(expiry.group(1)) == row.expires_at
+    assert expiry.group(2) == formats.localize(timezone.template_localtime(row.expires_at))
+    assert 0 < int(expiry.group(3)) <= 60
     assert key not in page
     assert key[3:] not in page
     assert upstream.api_key not in page
@@ -817,14 +827,17 @@ def test_chart_and_top_requesters(admin_client: Client, db: Any) -> None:
     assert svg, page
     titles = re.findall(r"<title>(.*?)</title>", svg.group(0))
     expected = {}
+    labels = dict(TokenRequest.Outcome.choices)
     for index, entries in plan.items():
         day = timezone.localdate(days[index]).isoformat()
         for outcome, _username, count in entries:
-            expected[f"{day} {outcome}"] = expected.get(f"{day} {outcome}", 0) + count
+            key = f"{day} {labels[outcome]}"
+            expected[key] = expected.get(key, 0) + count
     assert sorted(titles) == sorted(f"{k}: {v}" for k, v in expected.items())
     assert svg.group(0).count("<rect") == len(expected) == 8
     today = timezone.localdate(now).isoformat()
     assert f"<title>{today} issued: 7</title>" in svg.group(0)
+    assert f"<title>{today} rate limited: 1</title>" in svg.group(0)
 
     top = re.search(r'<div id="rt-top-requesters">(.*?)</div>', page, re.S).group(1)
     assert re.findall(r"<tr><td><a[^>]*>(.*?)</a></td><td>(\d+)</td></tr>", top) == [
@@ -833,6 +846,73 @@ def test_chart_and_top_requesters(admin_client: Client, db: Any) -> None:
         ("dave", "1"),
     ]
     assert "zoe" not in top and "ancient" not in top
+
+
+def test_the_chart_legend_says_what_the_outcome_filter_says(admin_client: Client, db: Any) -> None:
+    make_rows(1, outcome="service_unavailable", status_code=503)
+    page = content(admin_client.get(REQUESTS))
+    legend = re.findall(r'<span class="rt-legend-item"[^>]*><span[^>]*></span>([^<]+)</span>', page)
+    choices = admin_client.get(REQUESTS).context["cl"].filter_specs[0].lookup_choices
+    assert legend == [str(label) for _value, label in choices]
+    assert "database unavailable" in legend and "service unavailable" not in legend
+
+
+def _lab(colour: str) -> tuple[float, float, float]:
+    """CIE L*a*b* (D65) of an sRGB hex colour."""
+
+    def linear(channel: int) -> float:
+        c = channel / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(int(colour[i : i + 2], 16)) for i in (1, 3, 5))
+    x, y, z = (
+        (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047,
+        0.2126 * r + 0.7152 * g + 0.0722 * b,
+        (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883,
+    )
+
+    def f(t: float) -> float:
+        return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
+
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+def _contrast_with_white(colour: str) -> float:
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    lum = sum(
+        w * (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+        for w, c in zip((0.2126, 0.7152, 0.0722), (r, g, b), strict=True)
+    )
+    return 1.05 / (lum + 0.05)
+
+
+def test_outcome_colours_are_far_apart_and_carry_white_text() -> None:
+    """No two outcomes a reader could confuse in the chart (CIE76 distance of 25 or more; the three oranges
+    of before were 16 apart), and each badge's white text readable (contrast 3.5:1 or more)."""
+    colours = audit_report.OUTCOME_COLOURS
+    assert set(colours) == set(TokenRequest.Outcome.values)
+    closest = min(
+        (math.dist(_lab(a), _lab(b)), name_a, name_b)
+        for (name_a, a), (name_b, b) in itertools.combinations(colours.items(), 2)
+    )
+    assert closest[0] >= 25, closest
+    assert min(_contrast_with_white(c) for c in colours.values()) >= 3.5
+
+
+def test_every_axis_label_is_inside_the_chart(db: Any) -> None:
+    """The last day's label is centred on the last bar: the chart leaves it room (it was clipped)."""
+    days = audit_report.daily_outcomes()
+    svg = str(audit_report.render_chart(days))
+    width = int(re.search(r'<svg[^>]* width="(\d+)"', svg).group(1))  # type: ignore[union-attr]
+    labels = re.findall(
+        r'<text x="([\d.]+)" y="[\d.]+" font-size="(\d+)" text-anchor="(\w+)">([^<]+)</text>', svg
+    )
+    assert labels[-1][3] == days[-1].day.strftime("%d %b")
+    for x, size, anchor, text in labels:
+        # A generous estimate of the text's width: 0.62 em per character in the default sans-serif.
+        extent = len(text) * int(size) * 0.62
+        start = {"start": float(x), "middle": float(x) - extent / 2, "end": float(x) - extent}[anchor]
+        assert start >= 0 and start + extent <= width, (text, start, start + extent, width)
 
 
 def test_audit_changelist_while_the_cache_is_down(
