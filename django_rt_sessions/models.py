@@ -7,9 +7,9 @@ from django.utils.translation import gettext_lazy as _
 
 
 class SessionPreset(models.Model):
-    """A named upstream session configuration plus who may use it (SPEC §3).
+    """A named upstream session configuration plus who may use it (docs/presets.md).
 
-    `session` holds the seed endpoint's request fields exactly as staff configured them: an absent key is
+    `session` holds the beta endpoint's request fields exactly as staff configured them: an absent key is
     not sent upstream, a key set to null is sent as null. `presets.validate_preset` is the one validator.
     """
 
@@ -70,7 +70,7 @@ class SessionPreset(models.Model):
 
 
 class TokenRequest(models.Model):
-    """One audit row per token request, whatever its outcome (SPEC §5). Never holds a secret."""
+    """One audit row per token request, whatever its outcome (docs/audit.md). Never holds a secret."""
 
     class Outcome(models.TextChoices):
         ISSUED = "issued", _("issued")

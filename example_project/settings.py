@@ -148,14 +148,14 @@ SESSION_ENGINE = os.environ.get("DJANGO_SESSION_ENGINE") or _default_session_eng
 # because the dev server is reached directly and a header a client can forge must not be trusted blindly.
 # RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
 
-# Only the keys that have values: django-rt-sessions has defaults for the rest (SPEC §2).
+# Only the keys that have values: django-rt-sessions has defaults for the rest (docs/configuration.md).
 RT_SESSIONS = {
     key: value
     for key, value in {
         "UPSTREAM": os.environ.get("RT_UPSTREAM") or "openai",
         "API_KEY": os.environ.get("OPENAI_API_KEY"),
         "BASE_URL": os.environ.get("OPENAI_BASE_URL"),
-        # Optional tuning; unset means the app's defaults (SPEC §2).
+        # Optional tuning; unset means the app's defaults (docs/configuration.md).
         "CONNECT_TIMEOUT": os.environ.get("RT_CONNECT_TIMEOUT"),
         "READ_TIMEOUT": os.environ.get("RT_READ_TIMEOUT"),
         "MAX_RETRIES": os.environ.get("RT_MAX_RETRIES"),
