@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
+import logging
 import re
 from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.http import (
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseNotAllowed,
     StreamingHttpResponse,
 )
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -32,7 +35,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
-from . import audit_export, audit_report, preset_cache
+from . import audit_export, audit_report, error_reports, preset_cache
 from .admin_forms import SessionPresetForm, session_fieldsets
 from .conf import rt_settings
 from .errors import IssueError
@@ -43,7 +46,11 @@ from .planning import plan_session
 from .session_fields import model_of
 from .upstreams import get_upstream
 
+logger = logging.getLogger("django_rt_sessions.admin")
+
 # ---------------------------------------------------------------------------------------------- presets
+
+TEST_TOKEN_PERMISSION = "issue_test_token"  # noqa: S105 (a permission codename, SessionPreset.Meta)
 
 
 @admin.register(SessionPreset)
@@ -226,6 +233,16 @@ class SessionPresetAdmin(admin.ModelAdmin):
 
     # -- "Issue a test token"
 
+    def has_test_token_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return bool(request.user.has_perm(f"{opts.app_label}.{TEST_TOKEN_PERMISSION}"))
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        context["rt_can_issue_test_token"] = self.has_test_token_permission(request)
+        return super().render_change_form(request, context, *args, **kwargs)
+
     def get_urls(self) -> list:
         # non_atomic_requests: the audit row of the test must be committed even on a site with
         # ATOMIC_REQUESTS, and no transaction should stay open during the upstream call.
@@ -237,10 +254,14 @@ class SessionPresetAdmin(admin.ModelAdmin):
 
     @method_decorator(sensitive_variables("issued", "body", "secret"))
     def test_token_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        error_reports.protect(request)  # no key in a debug page or its DEBUG logging
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        preset = get_object_or_404(SessionPreset, pk=object_id)
-        if not self.has_view_permission(request, preset):
+        pk = preset_pk(unquote(object_id))
+        preset = self.get_object(request, str(pk)) if pk is not None else None
+        if preset is None:
+            raise Http404
+        if not self.has_test_token_permission(request):
             raise PermissionDenied
         context = IssueContext.from_request(request, request.user)
         outcome: dict[str, Any]
@@ -268,6 +289,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
                 # The key itself is never shown in the admin; its fingerprint identifies it.
                 "fingerprint": fingerprint(secret["value"]),
                 "expires_at": secret["expires_at"],
+                **_expiry(secret["expires_at"]),
                 "session_json": json.dumps(body, indent=2),
             }
         return TemplateResponse(
@@ -281,6 +303,24 @@ class SessionPresetAdmin(admin.ModelAdmin):
                 "outcome": outcome,
             },
         )
+
+
+def _expiry(expires_at: Any) -> dict[str, Any]:
+    """The key's expiry (Unix time) as an aware datetime and the seconds left, for the test-token page."""
+    try:
+        moment = dt.datetime.fromtimestamp(int(expires_at), tz=dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return {}
+    return {"expires": moment, "expires_in": max(0, int((moment - timezone.now()).total_seconds()))}
+
+
+def preset_pk(value: str) -> int | None:
+    """`value` as a preset primary key, or None when it cannot be one (not a number, out of range)."""
+    try:
+        # clean() runs the field's validators, which include the database's integer range.
+        return int(SessionPreset._meta.pk.clean(value, None))
+    except ValidationError:
+        return None
 
 
 def _unique_name(base: str, taken: set[str]) -> str:
@@ -342,7 +382,14 @@ class PresetFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(preset_id=self.value()) if self.value() else queryset
+        value = self.value()
+        if not value:
+            return queryset
+        pk = preset_pk(value)
+        if pk is None:
+            # The changelist answers it as any bad lookup (back to the list, ?e=1); the export with 400.
+            raise IncorrectLookupParameters(f"preset={value!r} is not a preset id.")
+        return queryset.filter(preset_id=pk)
 
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -469,14 +516,24 @@ class TokenRequestAdmin(admin.ModelAdmin):
         # The chart is the same for every viewer and changes slowly: one grouped query a minute at most.
         today = timezone.localdate().isoformat()
         key = f"rt_sessions:audit-summary:{today}"
-        summary = cache.get(key)
+        try:
+            summary = cache.get(key)
+        except Exception as exc:  # the cache is down (Redis outage): the page must still answer
+            logger.warning("Audit summary computed without the cache (%s).", type(exc).__name__)
+            return self._summary()
         if summary is None:
-            summary = {
-                "rt_chart": audit_report.render_chart(audit_report.daily_outcomes()),
-                "rt_top_requesters": audit_report.top_requesters(),
-            }
-            cache.set(key, summary, 60)
+            summary = self._summary()
+            try:
+                cache.set(key, summary, 60)
+            except Exception as exc:  # went down in between
+                logger.warning("Audit summary computed without the cache (%s).", type(exc).__name__)
         return summary
+
+    def _summary(self) -> dict[str, Any]:
+        return {
+            "rt_chart": audit_report.render_chart(audit_report.daily_outcomes()),
+            "rt_top_requesters": audit_report.top_requesters(),
+        }
 
     def get_urls(self) -> list:
         wrap = self.admin_site.admin_view
@@ -496,8 +553,10 @@ class TokenRequestAdmin(admin.ModelAdmin):
             raise PermissionDenied
         try:
             changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters:
-            return HttpResponseBadRequest("Invalid filter parameters.")
+        except IncorrectLookupParameters as exc:
+            return HttpResponseBadRequest(
+                f"Invalid filter parameters: {exc}", content_type="text/plain; charset=utf-8"
+            )
         queryset = changelist.get_queryset(request).order_by("-created_at", "-id")
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
         response = StreamingHttpResponse(

@@ -14,17 +14,19 @@ from django.utils.safestring import SafeString, mark_safe
 
 from .models import TokenRequest
 
+# One colour per outcome, for the chart and the list's badges (white text): far apart from each other
+# (CIE76 distance 25 or more, tests/test_admin_staff.py) and dark enough for white text.
 OUTCOME_COLOURS = {
-    "issued": "#2e7d32",
-    "invalid": "#9e9e9e",
-    "forbidden": "#8e24aa",
-    "not_found": "#6d4c41",
-    "rate_limited": "#f9a825",
-    "rate_limit_unavailable": "#ff8f00",
-    "service_unavailable": "#37474f",
-    "upstream_error": "#c62828",
-    "upstream_unavailable": "#ef6c00",
-    "upstream_timeout": "#1565c0",
+    "issued": "#2e7d32",  # green
+    "invalid": "#616161",  # grey
+    "forbidden": "#6a1b9a",  # purple
+    "not_found": "#827717",  # olive
+    "rate_limited": "#e65100",  # orange
+    "rate_limit_unavailable": "#ad1457",  # magenta
+    "service_unavailable": "#212121",  # near black
+    "upstream_error": "#c62828",  # red
+    "upstream_unavailable": "#00838f",  # teal
+    "upstream_timeout": "#1565c0",  # blue
 }
 CHART_DAYS = 30
 
@@ -76,12 +78,23 @@ def top_requesters(limit: int = 10, now: dt.datetime | None = None) -> list[tupl
     return [(row["username"] or "-", row["n"]) for row in rows]
 
 
+def outcome_labels() -> dict[str, str]:
+    """Each outcome's label: the one the audit list's outcome filter and badges show."""
+    return {value: str(label) for value, label in TokenRequest.Outcome.choices}
+
+
+# Room around the plot for the axis labels: the last day's label is centred on the last bar, so the
+# right margin is half a label wide ("30 Nov" at font-size 10 is about 32 px).
+CHART_MARGINS = {"top": 10, "right": 20, "bottom": 30, "left": 40}
+
+
 def render_chart(days: list[DayCounts], width: int = 720, height: int = 200) -> SafeString:
     """A stacked bar chart as inline SVG; each segment has a <title> tooltip."""
-    top, bottom, left = 10, 30, 40
+    top, right, bottom, left = (CHART_MARGINS[side] for side in ("top", "right", "bottom", "left"))
+    labels = outcome_labels()
     plot_height = height - top - bottom
     peak = max((d.total for d in days), default=0) or 1
-    slot = (width - left) / max(len(days), 1)
+    slot = (width - left - right) / max(len(days), 1)
     bar = max(slot * 0.75, 1)
     parts: list[str] = []
     for index, day in enumerate(days):
@@ -102,7 +115,7 @@ def render_chart(days: list[DayCounts], width: int = 720, height: int = 200) -> 
                     f"{h:.1f}",
                     colour,
                     day.day.isoformat(),
-                    outcome,
+                    labels.get(outcome, outcome),
                     count,
                 )
             )
@@ -126,14 +139,14 @@ def render_chart(days: list[DayCounts], width: int = 720, height: int = 200) -> 
         top + plot_height,
         left,
         top + plot_height,
-        width,
+        width - right,
         top + plot_height,
     )
     legend = format_html_join(
         "",
-        '<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:10px;'
-        'height:10px;background:{};margin-right:4px"></span>{}</span>',
-        ((colour, outcome.replace("_", " ")) for outcome, colour in OUTCOME_COLOURS.items()),
+        '<span class="rt-legend-item" style="display:inline-block;margin-right:12px"><span style="display:'
+        'inline-block;width:10px;height:10px;background:{};margin-right:4px"></span>{}</span>',
+        ((colour, labels.get(outcome, outcome)) for outcome, colour in OUTCOME_COLOURS.items()),
     )
     svg = format_html(
         '<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{}" width="{}" height="{}" '

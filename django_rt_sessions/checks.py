@@ -1,5 +1,6 @@
-"""System checks for RT_SESSIONS (`manage.py check`), and database checks of the stored presets
-(`manage.py check --database default`, `migrate`). Every id is listed in docs/configuration.md."""
+"""System checks for RT_SESSIONS and the rate-limit cache (`manage.py check`, and every command that runs
+Django's checks: runserver, migrate, …), and database checks of the stored presets (`manage.py check
+--database default`, `migrate`). Every id is listed in docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -19,8 +20,19 @@ UNSHARED_CACHES = (
     "django.core.cache.backends.dummy.DummyCache",
     "django.core.cache.backends.filebased.FileBasedCache",
 )
+# Shared, but an increment is a read and a write: concurrent requests can be counted once.
+NON_ATOMIC_CACHES = (
+    "django.core.cache.backends.redis.RedisCache",
+    "django.core.cache.backends.db.DatabaseCache",
+)
 TIMEOUT_RANGE = (0.1, 120.0)
 MAX_RETRIES_RANGE = (0, 10)
+
+
+def rate_limit_cache_backend() -> tuple[str, str]:
+    """The alias of the cache the rate limits count in (`RATELIMIT_USE_CACHE`) and its BACKEND path."""
+    alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
+    return alias, str((getattr(settings, "CACHES", None) or {}).get(alias, {}).get("BACKEND", ""))
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -78,27 +90,64 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     messages.extend(_check_numbers())
-    if not settings.DEBUG:
-        cache_alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
-        backend = settings.CACHES.get(cache_alias, {}).get("BACKEND", "")
-        if (rt_settings.USER_RATE or rt_settings.IP_RATE) and backend in UNSHARED_CACHES:
-            messages.append(
-                checks.Error(
-                    f"The rate-limit cache {cache_alias!r} ({backend.rsplit('.', 1)[-1]}) is not shared "
-                    "between processes: each worker would count its own limits.",
-                    hint="Use Redis through django-redis (CACHES or RATELIMIT_USE_CACHE); see the README.",
-                    id="rt_sessions.E007",
-                )
+    messages.extend(_check_rate_limit_cache())
+    if not settings.DEBUG and not rt_settings.API_KEY:
+        messages.append(
+            checks.Warning(
+                "No OpenAI API key is configured: every token request will answer 503.",
+                hint="Set the OPENAI_API_KEY environment variable or RT_SESSIONS['API_KEY'].",
+                id="rt_sessions.W001",
             )
-        if not rt_settings.API_KEY:
-            messages.append(
-                checks.Warning(
-                    "No OpenAI API key is configured: every token request will answer 503.",
-                    hint="Set the OPENAI_API_KEY environment variable or RT_SESSIONS['API_KEY'].",
-                    id="rt_sessions.W001",
-                )
-            )
+        )
     return messages
+
+
+def _check_rate_limit_cache() -> list[checks.CheckMessage]:
+    """The limits need a cache every process shares, with atomic increments: django-redis.
+
+    These are the app's own checks (django-ratelimit's run only with `django_ratelimit` in INSTALLED_APPS).
+    With DEBUG an unshared cache is a Warning, so the development server still starts.
+    """
+    alias, backend = rate_limit_cache_backend()
+    hint = (
+        "Use Redis through django-redis (pip install 'django-rt-sessions[redis]'; CACHES, or "
+        "RATELIMIT_USE_CACHE): see docs/configuration.md#use-a-shared-cache."
+    )
+    if alias not in (getattr(settings, "CACHES", None) or {}):
+        return [
+            checks.Error(
+                f"RATELIMIT_USE_CACHE is {alias!r}, which is not in CACHES.",
+                hint="Name a cache alias of CACHES (default: 'default').",
+                id="rt_sessions.E009",
+            )
+        ]
+    if not (rt_settings.USER_RATE or rt_settings.IP_RATE):
+        return []  # nothing is counted (a preset's own rate still is: the advice stands, but never blocks)
+    name = backend.rsplit(".", 1)[-1]
+    if backend in UNSHARED_CACHES:
+        message = (
+            f"The rate-limit cache {alias!r} ({name}) is not shared between processes: each worker "
+            "would count its own limits, and the preset cache is not used."
+        )
+        if settings.DEBUG:
+            return [
+                checks.Warning(
+                    message + " Fine for the single-process development server only.",
+                    hint=hint,
+                    id="rt_sessions.W005",
+                )
+            ]
+        return [checks.Error(message, hint=hint, id="rt_sessions.E007")]
+    if backend in NON_ATOMIC_CACHES:
+        return [
+            checks.Warning(
+                f"The rate-limit cache {alias!r} ({name}) increments in two steps: concurrent requests "
+                "can be counted once, letting more through than the limit.",
+                hint=hint,
+                id="rt_sessions.W006",
+            )
+        ]
+    return []
 
 
 def _check_numbers() -> list[checks.CheckMessage]:

@@ -51,6 +51,8 @@ class SessionPreset(models.Model):
         ordering = ["name"]
         verbose_name = _("session preset")
         verbose_name_plural = _("session presets")
+        # The admin's "Issue a test token" mints a real, billed key: viewing or editing presets is not enough.
+        permissions = [("issue_test_token", _("Can issue a test token"))]
         constraints = [
             # The database, not only the form, guarantees a single default preset.
             models.UniqueConstraint(

@@ -9,7 +9,9 @@ commits, so every other process reloads on its next request. What is kept is the
 its group ids; a user's group membership is always read from the database.
 
 The cache is bypassed (presets come from the database) when `RT_SESSIONS["PRESET_CACHE"]` is False,
-inside a transaction (Django's TestCase, a site's own atomic block: what is read there must be what
+when the rate-limit cache is not shared between processes (local memory, dummy, file-based: a new
+generation written there would not reach the other processes, such as a `manage.py` command's), inside
+a transaction (Django's TestCase, a site's own atomic block: what is read there must be what
 that transaction sees), and when the cache cannot be reached. Entries are also dropped after
 MAX_AGE_SECONDS, so a generation change the cache lost (an outage during a change) cannot keep old
 presets for longer than that.
@@ -28,10 +30,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import caches
 from django.db import connections, router, transaction
 
+from .checks import UNSHARED_CACHES, rate_limit_cache_backend
 from .conf import rt_settings
 from .models import SessionPreset
 
@@ -100,7 +102,7 @@ def invalidate(**_signal_kwargs: Any) -> None:
 
 def _usable_generation() -> _Generation | None:
     global _current
-    if not rt_settings.PRESET_CACHE:
+    if not rt_settings.PRESET_CACHE or not _cache_is_shared():
         return None
     if connections[router.db_for_read(SessionPreset)].in_atomic_block:
         return None
@@ -143,9 +145,13 @@ def _new_generation() -> None:
         )
 
 
+def _cache_is_shared() -> bool:
+    return rate_limit_cache_backend()[1] not in UNSHARED_CACHES
+
+
 def _cache() -> Any:
-    # The rate limits' cache: it must already be shared by every process (check django_ratelimit.E003).
-    return caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    # The rate limits' cache: shared by every process where the limits are exact (check rt_sessions.E007).
+    return caches[rate_limit_cache_backend()[0]]
 
 
 __all__ = ["MAX_AGE_SECONDS", "ResolvedPreset", "invalidate", "load", "resolve"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.permissions import IsAuthenticated
@@ -11,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import http
+from . import error_reports, http
 from .issuing import IssueContext, issue_from_body
 from .models import SessionPreset
 from .parsers import MAX_BODY_BYTES, RawBody, RawBodyParser
@@ -23,6 +26,15 @@ class RtSessionsView(APIView):
 
     permission_classes = [IsAuthenticated]
     renderer_classes = [JSONRenderer]  # every response is JSON, whatever the site's DRF defaults
+    metadata_class = None  # OPTIONS is answered 405 like any method a view does not serve
+
+    @property
+    def allowed_methods(self) -> list[str]:
+        return [method for method in super().allowed_methods if method != "OPTIONS"]
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        error_reports.protect(request)  # no key in a debug page or its DEBUG logging
+        return super().initialize_request(request, *args, **kwargs)
 
     def get_exception_handler(self):  # type: ignore[no-untyped-def]
         return http.exception_handler

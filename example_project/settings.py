@@ -1,7 +1,8 @@
 """Settings of the example project, read from the environment.
 
 DATABASE_URL      any dj-database-url URL; default: SQLite file db.sqlite3 at the repository root
-REDIS_URL         the shared cache for rate limits (django-redis); default: local memory (dev server only)
+REDIS_URL         the shared cache for rate limits and cached_db sessions (django-redis); default: local
+                  memory and database sessions (dev server only)
 OPENAI_API_KEY    the server-side key; without it the demo serves a local OpenAI stand-in (demo/apps.py)
 OPENAI_BASE_URL   the upstream base URL (required for RT_UPSTREAM=azure)
 RT_UPSTREAM       openai (default), openai-beta or azure
@@ -10,8 +11,9 @@ RT_CONNECT_TIMEOUT, RT_READ_TIMEOUT, RT_MAX_RETRIES, RT_USER_RATE, RT_IP_RATE
 DATABASE_CONN_MAX_AGE  seconds a database connection is kept (default 60; 0: one per request)
 DATABASE_POOL     size of Django's PostgreSQL connection pool per process (default: no pool); set it with
                   the gevent workers of example_project/gunicorn.conf.py (docs/deployment.md)
-DJANGO_SESSION_ENGINE  e.g. django.contrib.sessions.backends.cached_db with REDIS_URL
+DJANGO_SESSION_ENGINE  default: cached_db with REDIS_URL, db without
 DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS
+DJANGO_LOG_LEVEL  level of the console log (default INFO; DEBUG includes Django's own DEBUG records)
 """
 
 import importlib.util
@@ -48,8 +50,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    # Listed so that its system check of the rate-limit cache runs (see CACHES below).
-    "django_ratelimit",
     "django_rt_sessions",
     "example_project.demo",
 ]
@@ -101,16 +101,16 @@ if _pool_size and DATABASES["default"]["ENGINE"].endswith("postgresql"):
         "max_size": _pool_size,
         "timeout": 10,
     }
-# Sessions read from the cache and written through to the database (one query less per request).
-SESSION_ENGINE = os.environ.get("DJANGO_SESSION_ENGINE", "django.contrib.sessions.backends.db")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
-    # The rate limits count in this cache. django-redis increments atomically (one INCR); Django's built-in
-    # RedisCache increments in two round trips, so django-ratelimit warns about it (W001).
+    # The documented deployment (docs/deployment.md, "Redis").
     CACHES = {
+        # The rate limits count here. django-redis increments atomically (one INCR; Django's built-in
+        # RedisCache takes two round trips). Errors are never ignored on this cache: with Redis down the
+        # app refuses token requests with 503 rate_limit_unavailable instead of letting them through.
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
@@ -118,29 +118,44 @@ if REDIS_URL:
             # A dead or stuck Redis must answer fast (the app then refuses with 503 rate_limit_unavailable),
             # not hold a worker thread for the operating system's TCP timeouts.
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 1.0},
-        }
+        },
+        # The sessions' cache, on the same Redis: cached_db sessions read it before the database and write
+        # through to the database. Its errors are ignored (a miss), so with Redis down every session comes
+        # from the database: users stay logged in, and the token endpoint can answer its documented 503.
+        "sessions": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "rt-sessions-example-sessions",
+            # A session costs at most two of these (read, then re-fill) while Redis hangs.
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.25, "IGNORE_EXCEPTIONS": True},
+        },
     }
+    SESSION_CACHE_ALIAS = "sessions"
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True  # an outage of the session cache is logged, not silent
+    _default_session_engine = "django.contrib.sessions.backends.cached_db"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    # Local memory is per process: each process counts its own rate limits. That is right for the
-    # single-process development server this demo runs on, and wrong for anything with several workers or
-    # hosts, which is what django-ratelimit's E003 ("not a shared cache") and W001 ("not officially
-    # supported") are about. Production must set REDIS_URL, and then neither check is silenced.
-    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+    # Local memory is per process: each process counts its own rate limits (and the preset cache is not
+    # used). That is right for the single-process development server this demo runs on, and wrong for
+    # anything with several workers or hosts, which the app's check says: rt_sessions.W005 with DEBUG (the
+    # Error rt_sessions.E007 without). Production sets REDIS_URL, and then nothing is silenced.
+    SILENCED_SYSTEM_CHECKS = ["rt_sessions.W005"]
+    _default_session_engine = "django.contrib.sessions.backends.db"
+SESSION_ENGINE = os.environ.get("DJANGO_SESSION_ENGINE") or _default_session_engine
 
 # Behind a reverse proxy, REMOTE_ADDR is the proxy and every user shares one IP rate limit: set
 # RATELIMIT_IP_META_KEY to the header your proxy sets (see "Behind a proxy" in the README). Left unset here,
 # because the dev server is reached directly and a header a client can forge must not be trusted blindly.
 # RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
 
-# Only the keys that have values: django-rt-sessions has defaults for the rest (SPEC §2).
+# Only the keys that have values: django-rt-sessions has defaults for the rest (docs/configuration.md).
 RT_SESSIONS = {
     key: value
     for key, value in {
         "UPSTREAM": os.environ.get("RT_UPSTREAM") or "openai",
         "API_KEY": os.environ.get("OPENAI_API_KEY"),
         "BASE_URL": os.environ.get("OPENAI_BASE_URL"),
-        # Optional tuning; unset means the app's defaults (SPEC §2).
+        # Optional tuning; unset means the app's defaults (docs/configuration.md).
         "CONNECT_TIMEOUT": os.environ.get("RT_CONNECT_TIMEOUT"),
         "READ_TIMEOUT": os.environ.get("RT_READ_TIMEOUT"),
         "MAX_RETRIES": os.environ.get("RT_MAX_RETRIES"),
@@ -181,3 +196,10 @@ LOGGING = {
         "example_project": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+# DJANGO_LOG_LEVEL=DEBUG logs everything at that level, Django's own loggers included (django.template,
+# django.db.backends): no key may reach the log even then (tests/test_example_logging.py).
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "").strip().upper()
+if LOG_LEVEL:
+    LOGGING["root"] = {"handlers": ["console"], "level": LOG_LEVEL}
+    for _logger in ("django", "django_rt_sessions", "example_project"):
+        LOGGING["loggers"][_logger] = {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}

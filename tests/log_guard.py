@@ -9,7 +9,8 @@ naming the logger, level and kind of secret (never the secret itself) if any tex
 - an ephemeral key: given explicitly (the stand-in's `issued` list), or anything shaped `ek_<16+ hex>`.
 
 Django is optional (the guard also runs in pytester's inner runs, where it is not configured). The conftest
-wires it as an autouse fixture; `tests/test_security.py` proves it trips.
+wires it as an autouse fixture; `tests/test_security.py` proves it trips. `secrets_in_output()` applies the
+same rules to the log output of another process (the example project at DEBUG, tests/test_example_logging.py).
 """
 
 from __future__ import annotations
@@ -95,22 +96,46 @@ class LogGuard:
 
     def check(self) -> None:
         """Raise SecretLogged if a record held a secret."""
-        named: dict[str, str] = {key: "API key" for key in self.api_keys | current_api_keys()}
-        for key in self._secrets() if self._secrets else ():
-            if key and len(key) >= MIN_SECRET_LENGTH:
-                named.setdefault(key, "ephemeral key")
-        problems = []
-        for logger, level, text in self.entries:
-            found = sorted({kind for key, kind in named.items() if key in text})
-            if EPHEMERAL_KEY.search(text) and "ephemeral key" not in found:
-                found.append("ephemeral key (ek_ pattern)")
-            if found:
-                shown = EPHEMERAL_KEY.sub("ek_[…]", text)
-                for key in named:
-                    shown = shown.replace(key, "[secret]")
-                problems.append(f"  {level} {logger}: {', '.join(found)} in {shown[:300]!r}")
-        if problems:
-            raise SecretLogged(f"{FAILURE_TITLE} ({len(problems)} record(s)):\n" + "\n".join(problems))
+        secrets = self._secrets() if self._secrets else ()
+        raise_for(secrets_found(self.entries, api_keys=self.api_keys | current_api_keys(), secrets=secrets))
+
+
+# The entries are never a function argument of a frame that raises: pytest prints those arguments.
+
+
+def secrets_found(
+    entries: Iterable[tuple[str, str, str]], *, api_keys: Iterable[str], secrets: Iterable[str] = ()
+) -> list[str]:
+    """One line per (logger, level, text) entry that holds an API key (`api_keys`), an ephemeral key of
+    `secrets`, or anything shaped like an ephemeral key, naming the kind of secret, never the secret."""
+    named: dict[str, str] = {key: "API key" for key in api_keys if len(key) >= MIN_SECRET_LENGTH}
+    for key in secrets:
+        if key and len(key) >= MIN_SECRET_LENGTH:
+            named.setdefault(key, "ephemeral key")
+    problems = []
+    for logger, level, text in entries:
+        found = sorted({kind for key, kind in named.items() if key in text})
+        if EPHEMERAL_KEY.search(text) and "ephemeral key" not in found:
+            found.append("ephemeral key (ek_ pattern)")
+        if found:
+            shown = EPHEMERAL_KEY.sub("ek_[…]", text)
+            for key in named:
+                shown = shown.replace(key, "[secret]")
+            problems.append(f"  {level} {logger}: {', '.join(found)} in {shown[:300]!r}")
+    return problems
+
+
+def secrets_in_output(
+    source: str, output: str, *, api_keys: Iterable[str], secrets: Iterable[str] = ()
+) -> list[str]:
+    """secrets_found() for the log output of another process, one entry per line."""
+    lines = ((source, f"line {number}", line) for number, line in enumerate(output.splitlines(), 1))
+    return secrets_found(lines, api_keys=api_keys, secrets=secrets)
+
+
+def raise_for(problems: list[str]) -> None:
+    if problems:
+        raise SecretLogged(f"{FAILURE_TITLE} ({len(problems)} record(s)):\n" + "\n".join(problems))
 
 
 def guard_fixture_body(request: Any) -> Any:

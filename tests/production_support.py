@@ -197,6 +197,8 @@ def app_env(database_url: str, redis_url: str, standin: Any, **extra: str) -> di
         DJANGO_DEBUG="false",
         DJANGO_SECRET_KEY=SECRET_KEY,
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        # The documented deployment (docs/deployment.md): sessions cached in the Redis of the rate limits.
+        DJANGO_SESSION_ENGINE="django.contrib.sessions.backends.cached_db",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from django_rt_sessions.models import SessionPreset, TokenRequest
 
@@ -26,6 +28,9 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     return body
 
 
+# Outside a transaction, where the preset cache is used (as in production): a test inside one would read
+# presets from the database every time (see preset_cache.py).
+@pytest.mark.django_db(transaction=True)
 class TestIssue:
     def test_default_preset_issues_with_seed_shape(
         self, api: Client, preset: SessionPreset, upstream: Any
@@ -88,7 +93,16 @@ class TestIssue:
     def test_presets_are_not_changed_by_overrides(
         self, api: Client, preset: SessionPreset, upstream: Any
     ) -> None:
-        post(api, {"language": "de"})
+        """Neither the stored preset nor the copy the preset cache keeps for the next requests."""
+        assert post(api, {"language": "de", "prompt": "Acme"}).status_code == 201
+        with CaptureQueriesContext(connection) as queries:
+            again = post(api)
+        assert again.status_code == 201
+        # Served from the preset cache: the copy kept there is what this test checks.
+        assert not [q for q in queries.captured_queries if "sessionpreset" in q["sql"]]
+        sent = upstream.requests[-1].json["session"]["audio"]["input"]["transcription"]
+        assert sent == SESSION["input_audio_transcription"]
+        assert again.json()["input_audio_transcription"] == SESSION["input_audio_transcription"]
         preset.refresh_from_db()
         assert preset.session == SESSION
 
@@ -157,28 +171,34 @@ class TestRefusals:
         assert "prompt" in body["errors"]
         assert upstream.requests == []
 
+    @pytest.mark.django_db(transaction=True)  # the preset cache's real path, as in TestIssue
     def test_unknown_preset(self, api: Client, preset: SessionPreset, upstream: Any) -> None:
         assert_error(post(api, {"preset": "nope"}), 404, "preset_not_found")
         row = TokenRequest.objects.get()
         assert (row.outcome, row.preset_name, row.preset) == ("not_found", "nope", None)
 
+    @pytest.mark.django_db(transaction=True)
     def test_inactive_preset(self, api: Client, preset: SessionPreset, upstream: Any) -> None:
+        assert post(api, {"preset": "meetings-fr"}).status_code == 201  # now in the preset cache
         preset.active = False
         preset.save()
         assert_error(post(api, {"preset": "meetings-fr"}), 404, "preset_not_found")
         assert_error(post(api), 404, "preset_not_found")
 
+    @pytest.mark.django_db(transaction=True)
     def test_no_default_preset(self, api: Client, upstream: Any) -> None:
         SessionPreset.objects.create(name="not-default")
         body = assert_error(post(api), 404, "preset_not_found")
         assert "default" in body["detail"]
 
+    @pytest.mark.django_db(transaction=True)
     def test_group_restricted_preset(
         self, api: Client, preset: SessionPreset, group: Any, user: Any, upstream: Any
     ) -> None:
+        assert post(api).status_code == 201  # open to everyone, and now in the preset cache
         preset.groups.add(group)
         assert_error(post(api), 403, "preset_forbidden")
-        assert TokenRequest.objects.get().outcome == "forbidden"
+        assert TokenRequest.objects.filter(outcome="forbidden").count() == 1
         user.groups.add(group)
         assert post(api).status_code == 201
 

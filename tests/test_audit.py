@@ -36,13 +36,24 @@ def test_issued_row_has_every_field(api: Client, preset: SessionPreset, upstream
     assert row.error_code == row.error_message == ""
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # outside a transaction: the preset cache is used, as in production
 def test_editing_a_preset_does_not_rewrite_history(api: Client, preset: SessionPreset, upstream: Any) -> None:
-    post(api)
-    sent = TokenRequest.objects.get().session_config
-    preset.session = {"input_audio_format": "g711_alaw"}
+    """Each row keeps the body sent for its own request: after an edit, the next request sends (and records)
+    the edited preset, and the earlier row still shows what was sent then."""
+    assert post(api).status_code == 201
+    first = TokenRequest.objects.get()
+    before = upstream.requests[-1].json
+    assert first.session_config == before
+    assert before["session"]["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    preset.session = {**preset.session, "input_audio_format": "g711_alaw"}
     preset.save()
-    assert TokenRequest.objects.get().session_config == sent
+    assert post(api).status_code == 201
+    after = upstream.requests[-1].json
+    assert after["session"]["audio"]["input"]["format"] == {"type": "audio/pcma"}
+    second = TokenRequest.objects.exclude(pk=first.pk).get()
+    assert second.session_config == after
+    first.refresh_from_db()
+    assert first.session_config == before
 
 
 FAILURES = [

@@ -125,18 +125,16 @@ def test_check_ids_are_unique_per_problem(settings: Any) -> None:
         "beta on openai": {"UPSTREAM": "openai-beta"},
         "plain http": {"BASE_URL": "http://proxy.example/v1"},
         "bad timeout": {"READ_TIMEOUT": 0},
-        "unshared cache": {"_cache": True},
+        "unshared cache": {"_cache": "django.core.cache.backends.locmem.LocMemCache"},
+        "non-atomic cache": {"_cache": "django.core.cache.backends.redis.RedisCache"},
+        "no such cache": {"_alias": "missing"},
     }
     ids_by_problem: dict[str, set[str]] = {}
     hints_by_id: dict[str, set[str]] = {}
     for problem, rt in problems.items():
-        unshared = rt.pop("_cache", False)
-        settings.CACHES = {
-            **settings.CACHES,
-            "ratelimit": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-            if unshared
-            else SHARED_CACHE,
-        }
+        backend = rt.pop("_cache", None)
+        settings.CACHES = {**settings.CACHES, "ratelimit": {"BACKEND": backend} if backend else SHARED_CACHE}
+        settings.RATELIMIT_USE_CACHE = rt.pop("_alias", "ratelimit")
         settings.RT_SESSIONS = rt
         for message in check_settings():
             ids_by_problem.setdefault(problem, set()).add(message.id)
@@ -155,6 +153,8 @@ def test_check_ids_are_unique_per_problem(settings: Any) -> None:
         "plain http": {"rt_sessions.E005"},
         "bad timeout": {"rt_sessions.E006"},
         "unshared cache": {"rt_sessions.E007"},
+        "non-atomic cache": {"rt_sessions.W006"},
+        "no such cache": {"rt_sessions.E009"},
     }
     assert all(len(hints) == 1 for hints in hints_by_id.values())
 
@@ -212,10 +212,53 @@ def test_e007_for_an_unshared_rate_limit_cache_outside_debug(settings: Any, back
     settings.CACHES = {**settings.CACHES, "ratelimit": {"BACKEND": backend}}
     settings.DEBUG = False
     assert ids(settings, **FINE) == ["rt_sessions.E007"]
-    settings.DEBUG = True
-    assert ids(settings, **FINE) == []
     settings.DEBUG = False
     assert ids(settings, **FINE, USER_RATE=None, IP_RATE=None) == []  # no limits: nothing to count
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache"],
+)
+def test_w005_for_an_unshared_rate_limit_cache_with_debug(settings: Any, backend: str) -> None:
+    """A site that follows the README but keeps Django's default cache is told, even with DEBUG on, and
+    without django_ratelimit in INSTALLED_APPS; a Warning, so that runserver still starts."""
+    settings.CACHES = {**settings.CACHES, "ratelimit": {"BACKEND": backend}}
+    settings.DEBUG = True
+    [message] = check_settings_with(settings, **FINE)
+    assert (message.id, message.is_serious()) == ("rt_sessions.W005", False)
+    assert "development server" in message.msg and "django-redis" in message.hint
+
+
+def test_the_default_cache_of_a_new_site_is_reported(settings: Any) -> None:
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    del settings.RATELIMIT_USE_CACHE
+    settings.DEBUG = True
+    assert "django_ratelimit" not in settings.INSTALLED_APPS
+    assert ids(settings, **FINE) == ["rt_sessions.W005"]
+    settings.DEBUG = False
+    assert ids(settings, **FINE) == ["rt_sessions.E007"]
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["django.core.cache.backends.redis.RedisCache", "django.core.cache.backends.db.DatabaseCache"],
+)
+@pytest.mark.parametrize("debug", [True, False])
+def test_w006_for_a_cache_without_atomic_increments(settings: Any, backend: str, debug: bool) -> None:
+    settings.CACHES = {**settings.CACHES, "ratelimit": {"BACKEND": backend}}
+    settings.DEBUG = debug
+    assert ids(settings, **FINE) == ["rt_sessions.W006"]
+
+
+def test_e009_for_a_rate_limit_cache_that_is_not_configured(settings: Any) -> None:
+    settings.RATELIMIT_USE_CACHE = "missing"
+    assert ids(settings, **FINE) == ["rt_sessions.E009"]
+
+
+def check_settings_with(settings: Any, **rt: Any) -> list[Any]:
+    settings.RT_SESSIONS = rt
+    return list(check_settings())
 
 
 def test_the_check_is_registered(settings: Any) -> None:

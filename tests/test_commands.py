@@ -369,6 +369,78 @@ def test_import_errors_in_a_real_process(tmp_path: Path, content: str | None, ex
     assert expected in lines[0]
 
 
+DEEP = 100_000  # levels: deeper than any recursion limit
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("rt_sessions_presets", "import", "{tmp}/deep-list.json"), "nested too deeply"),
+        (("rt_sessions_presets", "import", "{tmp}/deep-object.json"), "nested too deeply"),
+        (("rt_sessions_presets", "export", "{tmp}/no-such-dir/presets.json"), "Cannot write"),
+        (("rt_sessions_presets", "export", "{tmp}"), "Cannot write"),
+        (("rt_sessions_audit", "export", "--output", "{tmp}/no-such-dir/audit.jsonl"), "Cannot write"),
+        (("rt_sessions_prune", "--days", "99999999999"), "--days"),
+    ],
+    ids=[
+        "deep-list",
+        "deep-object",
+        "export-to-missing-dir",
+        "export-to-a-dir",
+        "audit-output",
+        "prune-days",
+    ],
+)
+def test_every_command_error_is_one_line_and_exit_1(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    (tmp_path / "deep-list.json").write_text("[" * DEEP + "]" * DEEP, encoding="utf-8")
+    (tmp_path / "deep-object.json").write_text('{"a":' * DEEP + "1" + "}" * DEEP, encoding="utf-8")
+    env = _subprocess_env(RT_TEST_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert _manage("migrate", "--noinput", env=env).returncode == 0
+    result = _manage(*(arg.format(tmp=tmp_path) for arg in args), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("CommandError: ") and expected in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "rows"),
+    [
+        (("--until", "9999-12-31"), ["old", "new"]),
+        (("--since", "0001-01-01"), ["old", "new"]),
+        (("--since", "0001-01-01", "--until", "9999-12-31"), ["old", "new"]),
+        (("--since", "9999-12-31"), []),
+        (("--until", "0001-01-01"), []),
+        (("--since", "9999-12-31T23:30:00"), []),
+        (("--until", "0001-01-01T00:30:00"), []),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_audit_export_at_the_ends_of_the_calendar(
+    db: Any, settings: Any, args: tuple[str, ...], rows: list[str], zone: str
+) -> None:
+    """The first and last days Python can name are bounds like any other, in zones ahead of and behind UTC."""
+    settings.TIME_ZONE = zone
+    TokenRequest.objects.create(username="old", outcome="issued", status_code=201)
+    TokenRequest.objects.create(username="new", outcome="issued", status_code=201)
+    out = io.StringIO()
+    call_command("rt_sessions_audit", "export", *args, stdout=out, stderr=io.StringIO())
+    assert [json.loads(line)["username"] for line in out.getvalue().splitlines()] == rows
+
+
+@pytest.mark.parametrize(
+    ("count", "summary"),
+    [(1, "Imported 1 preset (1 created, 0 updated)."), (2, "Imported 2 presets (2 created, 0 updated).")],
+)
+def test_import_summary_counts_in_words(db: Any, tmp_path: Path, count: int, summary: str) -> None:
+    path = write_json(tmp_path / "p.json", [preset_json(f"p{i}") for i in range(count)])
+    assert run("rt_sessions_presets", "import", path).strip().splitlines()[-1] == summary
+
+
 def test_import_export_round_trip_in_real_processes(tmp_path: Path) -> None:
     """migrate, import twice and export in separate processes against a file SQLite database."""
     env = _subprocess_env(RT_TEST_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")

@@ -39,6 +39,11 @@ print(json.dumps({
     "cache": settings.CACHES["default"]["BACKEND"],
     "cache_location": settings.CACHES["default"].get("LOCATION"),
     "silenced": list(getattr(settings, "SILENCED_SYSTEM_CHECKS", [])),
+    "session_engine": settings.SESSION_ENGINE,
+    "session_cache": settings.SESSION_CACHE_ALIAS,
+    "ignoring_errors": sorted(
+        alias for alias, cache in settings.CACHES.items() if cache.get("OPTIONS", {}).get("IGNORE_EXCEPTIONS")
+    ),
     "rt_sessions": settings.RT_SESSIONS,
     "standin": apps._standin.base_url if apps._standin else None,
     "standin_threads": [t.name for t in threading.enumerate() if t.name == "openai-standin"],
@@ -66,10 +71,11 @@ def test_defaults_sqlite_locmem_and_standin(tmp_path: Path) -> None:
     report = inspect_settings()
     assert report["database"]["ENGINE"] == "django.db.backends.sqlite3"
     assert Path(report["database"]["NAME"]) == ROOT / "db.sqlite3"
-    # Local memory only for the single-process dev server, so django-ratelimit's shared-cache check is off.
+    # Local memory only for the single-process dev server, so the app's shared-cache warning is silenced.
     assert report["cache"] == "django.core.cache.backends.locmem.LocMemCache"
-    assert "django_ratelimit.E003" in report["silenced"]
+    assert report["silenced"] == ["rt_sessions.W005"]
     assert report["checks"] == []
+    assert report["session_engine"] == "django.contrib.sessions.backends.db"
     # No key: the demo serves the stand-in on loopback and points the app at it.
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", report["standin"])
     assert report["rt_sessions"]["BASE_URL"] == report["standin"]
@@ -81,11 +87,16 @@ def test_database_url_and_redis_url(tmp_path: Path) -> None:
     database = tmp_path / "other.sqlite3"
     report = inspect_settings(DATABASE_URL=f"sqlite:///{database}", REDIS_URL="redis://127.0.0.1:6390/3")
     assert report["database"]["NAME"] == str(database)
-    # django-redis increments atomically; Django's built-in RedisCache would draw django-ratelimit's W001.
+    # django-redis increments atomically; Django's built-in RedisCache would draw rt_sessions.W006.
     assert report["cache"] == "django_redis.cache.RedisCache"
     assert report["cache_location"] == "redis://127.0.0.1:6390/3"
-    assert "django_ratelimit.E003" not in report["silenced"]
+    assert report["silenced"] == []
     assert report["checks"] == []
+    # The documented deployment: cached_db sessions in a cache of their own whose errors fall back to the
+    # database; the rate limits' cache never ignores an error.
+    assert report["session_engine"] == "django.contrib.sessions.backends.cached_db"
+    assert report["session_cache"] == "sessions"
+    assert report["ignoring_errors"] == ["sessions"]
 
     postgres = inspect_settings(DATABASE_URL="postgres://u:p@db.example:5433/rt")
     assert postgres["database"]["ENGINE"] == "django.db.backends.postgresql"

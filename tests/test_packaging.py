@@ -13,6 +13,7 @@ or `nox -s build`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,7 @@ def test_wheel_carries_every_package_file(dists: dict[str, Path]) -> None:
         entry_points = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), None)
         assert entry_points, "the wheel has no entry_points.txt"
         entry_points_text = wheel.read(entry_points).decode()
+        metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
 
     missing = [name for name in REQUIRED_IN_WHEEL if name not in names]
     assert not missing, f"missing from the wheel: {missing}"
@@ -135,6 +137,10 @@ def test_wheel_carries_every_package_file(dists: dict[str, Path]) -> None:
     not_shipped = sorted(_package_files() - names)
     assert not not_shipped, f"in the source tree but not in the wheel: {not_shipped}"
 
+    # The extras the docs name: `[redis]` for the shared cache, `[testing]` for the stand-in.
+    for extra in ("redis", "testing", "openapi"):
+        assert f"Provides-Extra: {extra}" in metadata, extra
+    assert re.search(r"Requires-Dist: django-redis>=[\d.]+; extra == \"redis\"", metadata), metadata
     assert "[pytest11]" in entry_points_text
     assert "rt_sessions = django_rt_sessions.testing.pytest_plugin" in entry_points_text
     assert not any(n.startswith(("tests/", "example_project/", "bench/")) for n in names)
@@ -220,12 +226,13 @@ def test_wheel_installs_into_a_fresh_virtualenv_and_a_site_checks(dists: dict[st
     _run([sys.executable, "-m", "venv", str(venv)], cwd=work)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     env = _clean_env()
-    # django-redis: the minimal site configures the shared cache the README asks for (the checks read it).
+    # [redis]: the minimal site configures the shared cache the README asks for, through django-redis.
     _run(
-        [str(python), "-m", "pip", "install", "--quiet", f"{dists['wheel']}[testing]", "django-redis"],
+        [str(python), "-m", "pip", "install", "--quiet", f"{dists['wheel']}[testing,redis]"],
         cwd=work,
         env=env,
     )
+    _run([str(python), "-c", "import django_redis"], cwd=work, env=env)
 
     site = work / "site"
     (site / "mysite").mkdir(parents=True)

@@ -223,6 +223,31 @@ def test_setting_off_reads_the_database_every_time(
     assert len(issue(api)[1]) == 2
 
 
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.dummy.DummyCache",
+        "django.core.cache.backends.filebased.FileBasedCache",
+    ],
+)
+def test_an_unshared_cache_means_reading_the_database(
+    api: Client, preset: SessionPreset, upstream: Any, settings: Any, tmp_path: Any, backend: str
+) -> None:
+    """A generation kept in a per-process cache would not reach the other processes (a `manage.py
+    rt_sessions_presets import`, another worker), so nothing is kept: a change is seen at once, even one
+    made without a signal."""
+    settings.CACHES = {**settings.CACHES, "per-process": {"BACKEND": backend, "LOCATION": str(tmp_path)}}
+    settings.RATELIMIT_USE_CACHE = "per-process"
+    first, first_queries = issue(api)
+    second, second_queries = issue(api)
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert len(first_queries) == len(second_queries) == 2
+    SessionPreset.objects.filter(pk=preset.pk).update(active=False)  # as another process would
+    refused, _ = issue(api)
+    assert (refused.status_code, refused.json()["code"]) == (404, "preset_not_found")
+
+
 def test_entries_expire_after_max_age(
     api: Client, preset: SessionPreset, upstream: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

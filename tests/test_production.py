@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from django_rt_sessions.testing import Delay, Error, Garbage, Hang, RateLimit, Reset
 
@@ -45,6 +46,7 @@ from .production_support import (
     redis_server_binary,
     seconds_left,
     start_all,
+    transcribe,
     with_redis_db,
 )
 
@@ -424,11 +426,15 @@ def test_upstream_faults_while_clients_keep_requesting(private_host: PrivateHost
 
 
 def test_redis_stuck_killed_and_restarted(private_host: PrivateHost) -> None:
+    """With the documented deployment: cached_db sessions on the same Redis as the rate limits, through a
+    session cache whose errors are ignored (example_project/settings.py, docs/deployment.md)."""
     username = "redis-faults"
     host, redis_server = private_host.host, private_host.redis
+    assert host.env["DJANGO_SESSION_ENGINE"] == "django.contrib.sessions.backends.cached_db"
     login = browser_login(host.url, username, PASSWORD)
     workers = host.worker_pids()
     marks: dict[str, float] = {}
+    during_outage: list[Result] = []
     load = Load(host.url, login, threads=4, timeout=30).start()
     try:
         time.sleep(1.5)
@@ -443,14 +449,25 @@ def test_redis_stuck_killed_and_restarted(private_host: PrivateHost) -> None:
         marks["kill"] = time.monotonic()
         redis_server.kill()  # SIGKILL: gone, connections refused
         marks["killed"] = time.monotonic()
-        time.sleep(3)
+        # Logging in still works (the session is written to the database), and its token request gets the
+        # documented refusal.
+        outage_login = browser_login(host.url, username, PASSWORD)
+        with requests.Session() as http:
+            during_outage.append(transcribe(http, host.url, outage_login))
+        time.sleep(2)
         marks["restart"] = time.monotonic()
         redis_server.start()  # same port, empty
         marks["restarted"] = time.monotonic()
         time.sleep(2.5)
+        with requests.Session() as http:  # the session made during the outage, now read through Redis
+            during_outage.append(transcribe(http, host.url, outage_login))
     finally:
         results = load.stop()
         redis_server.ensure_running()
+
+    assert [(r.status, r.code) for r in during_outage] == [(503, "rate_limit_unavailable"), (201, None)], [
+        r.describe() for r in during_outage
+    ]
 
     _check_common(results, {201, 503})
     for result in results:
@@ -472,7 +489,7 @@ def test_redis_stuck_killed_and_restarted(private_host: PrivateHost) -> None:
     assert host.alive(), host.log()
     assert host.worker_pids() == workers, "workers were restarted"
 
-    _check_audit_matches(results, audit_rows(private_host.database_url, username))
+    _check_audit_matches(results + during_outage, audit_rows(private_host.database_url, username))
 
 
 # ------------------------------------------------------------------------------------- PostgreSQL faults

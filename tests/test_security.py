@@ -128,7 +128,7 @@ def test_the_guard_sees_debug_records_of_the_suite(
 class ConnectInfoFails(OpenAIUpstream):
     """Fails after a successful upstream answer: `_issue` then holds the config and the result."""
 
-    def connect_info(self, base_url: str, session: Any) -> dict[str, Any]:
+    def connect_info(self, base_url: str, session: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("connect_info failed")
 
 
@@ -174,9 +174,9 @@ def test_error_report_after_an_issued_key_holds_no_secret(
         assert "_issue" in text, name  # the frame holding the secrets is in the report
         assert key not in text and key[3:] not in text, name
         assert upstream.api_key not in text, name
-    # Its variables are shown (so the test can fail): the result object, with its secret fields hidden.
-    assert "UpstreamSession(" in report["html-debug=True"]
-    assert "UpstreamConfig(" in report["html-debug=True"]
+    # Its variables are listed (so the test can fail), the sensitive ones starred even with DEBUG on.
+    for name in ("html-debug=False", "html-debug=True"):
+        assert "_Attempt(" in report[name] and "********" in report[name], name
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
@@ -188,8 +188,9 @@ def test_error_report_inside_the_upstream_call_holds_no_api_key(
     reports: list[dict[str, str]],
     debug: bool,
 ) -> None:
-    """With DEBUG on Django shows every local (sensitive_variables is off then) and serves the page to the
-    browser, so the key must not sit in a plain local of `create_session` at all."""
+    """With DEBUG on Django shows every local (its own filter switches sensitive_variables off then) and
+    serves the page to the browser: the app's views keep the filter on (error_reports.py), and the API key
+    must not sit in a plain local of `create_session` at all."""
     set_rt(settings, UPSTREAM=f"{__name__}.NormaliseFails")
     with pytest.raises(RuntimeError, match="normalise failed"):
         post(api)
@@ -199,8 +200,7 @@ def test_error_report_inside_the_upstream_call_holds_no_api_key(
         text = report[f"{kind}-debug={debug}"]
         assert "create_session" in text
         assert upstream.api_key not in text, f"the API key is in the {kind} report (DEBUG={debug})"
-        if not debug:  # with DEBUG on, the adapter's own `data` argument is shown by Django's design
-            assert key not in text
+        assert key not in text, f"the ephemeral key is in the {kind} report (DEBUG={debug})"
     assert "headers" in report[f"html-debug={debug}"]  # the frame's variables are listed
 
 
@@ -230,6 +230,60 @@ def test_the_500_mail_to_admins_holds_no_secret(
         everything = "\n".join([message.subject, message.body, *(str(a[0]) for a in message.alternatives)])
         assert key not in everything and key[3:] not in everything
         assert upstream.api_key not in everything
+
+
+class KeyInAPlainLocal(OpenAIUpstream):
+    """A plugin adapter that keeps the answer in a local it does not mark with sensitive_variables."""
+
+    def normalise(self, data: Any, sent_session: dict[str, Any]) -> dict[str, Any]:
+        answer = dict(data)  # noqa: F841  (the frame holds the key when the error happens)
+        raise RuntimeError("normalise failed")
+
+
+@pytest.fixture
+def django_logging_at_debug() -> Iterator[None]:
+    """A site whose LOGGING sets Django's loggers (django.template included) to DEBUG."""
+    django_logger = logging.getLogger("django")
+    level = django_logger.level
+    django_logger.setLevel(logging.DEBUG)
+    yield
+    django_logger.setLevel(level)
+
+
+@pytest.mark.parametrize("adapter", ["NormaliseFails", "KeyInAPlainLocal"])
+@pytest.mark.parametrize("where", ["api", "admin test token"])
+def test_the_debug_page_after_an_issued_key_logs_and_shows_no_key(
+    user: Any,
+    admin_user: Any,
+    preset: SessionPreset,
+    upstream: Any,
+    settings: Any,
+    request: pytest.FixtureRequest,
+    django_logging_at_debug: None,
+    where: str,
+    adapter: str,
+) -> None:
+    """DEBUG on: Django renders its debug page with every frame's variables, and logs the template context
+    (frames and variables included) on django.template at DEBUG while it does."""
+    settings.DEBUG = True
+    set_rt(settings, UPSTREAM=f"{__name__}.{adapter}")
+    client = Client(raise_request_exception=False)
+    if where == "api":
+        client.force_login(user)
+        response = post(client)
+    else:
+        client.force_login(admin_user)
+        response = client.post(reverse("admin:django_rt_sessions_sessionpreset_test_token", args=[preset.pk]))
+    assert response.status_code == 500
+    [key] = upstream.issued
+    page = response.content.decode()
+    assert "normalise failed" in page and "sent_session" in page  # the debug page, with frame variables
+    assert key not in page and key[3:] not in page
+    assert upstream.api_key not in page
+    guard = request.getfixturevalue("_no_secret_in_logs")
+    template_records = [text for name, level, text in guard.entries if name == "django.template"]
+    assert any("sent_session" in text for text in template_records)  # the context was logged
+    guard.check()
 
 
 class UnserialisableExtra(OpenAIUpstream):

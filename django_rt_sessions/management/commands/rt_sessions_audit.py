@@ -10,23 +10,34 @@ from django.utils.dateparse import parse_date, parse_datetime
 from ...audit_export import csv_lines, jsonl_lines
 from ...models import TokenRequest
 
+FIRST_MOMENT = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+LAST_MOMENT = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
 
 def _moment(value: str, option: str, *, end: bool) -> dt.datetime:
-    """A date (whole day, in the site's time zone) or an ISO 8601 date-time."""
+    """A date (whole day, in the site's time zone) or an ISO 8601 date-time, in UTC.
+
+    A moment beyond what a datetime can hold (the end of 9999-12-31, 0001-01-01 in a zone ahead of UTC)
+    is clamped to the first or last moment there is: it is a bound like any other.
+    """
     # A bare date first: Python 3.11's fromisoformat would read it as midnight, losing "the whole day".
+    parsed: dt.date | None
     try:
-        day = parse_date(value) if len(value) == 10 else None
-        moment = None if day else parse_datetime(value)
+        parsed = parse_date(value) if len(value) == 10 else parse_datetime(value)
     except ValueError:  # well-formed but impossible, like 2026-02-30
-        day = moment = None
-    if day is not None:
-        # --until DAY includes that whole day.
-        moment = dt.datetime.combine(day + dt.timedelta(days=1) if end else day, dt.time.min)
-    if moment is None:
+        parsed = None
+    if parsed is None:
         raise CommandError(f"{option} {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time.")
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return moment
+    try:
+        if isinstance(parsed, dt.datetime):
+            moment = parsed
+        else:  # --until DAY includes that whole day.
+            moment = dt.datetime.combine(parsed + dt.timedelta(days=1) if end else parsed, dt.time.min)
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        return moment.astimezone(dt.timezone.utc)
+    except OverflowError:
+        return LAST_MOMENT if parsed.year > dt.MAXYEAR // 2 else FIRST_MOMENT
 
 
 class Command(BaseCommand):

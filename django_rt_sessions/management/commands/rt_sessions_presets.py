@@ -5,6 +5,7 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.translation import ngettext
 
 from ...preset_files import PresetImportError, export_presets, import_presets
 
@@ -23,8 +24,7 @@ class Command(BaseCommand):
         if options["action"] == "export":
             text = json.dumps(export_presets(), indent=2, ensure_ascii=False) + "\n"
             if options.get("file"):
-                with open(options["file"], "w", encoding="utf-8") as handle:
-                    handle.write(text)
+                self._write(options["file"], text)
             else:
                 self.stdout.write(text, ending="")
             return
@@ -33,14 +33,17 @@ class Command(BaseCommand):
             report = import_presets(data)
         except PresetImportError as exc:
             raise CommandError(str(exc)) from None
+        except RecursionError:
+            raise CommandError(f"{options['file']}: the JSON is nested too deeply.") from None
         for group in report["groups_created"]:
             self.stdout.write(f"Created group {group!r}.")
         for notice in report["notices"]:
             self.stdout.write(self.style.WARNING(f"Warning: {notice}"))
+        count = len(report["created"]) + len(report["updated"])
         self.stdout.write(
             self.style.SUCCESS(
-                f"Imported {len(report['created']) + len(report['updated'])} presets "
-                f"({len(report['created'])} created, {len(report['updated'])} updated)."
+                ngettext("Imported %(count)d preset", "Imported %(count)d presets", count) % {"count": count}
+                + f" ({len(report['created'])} created, {len(report['updated'])} updated)."
             )
         )
 
@@ -52,5 +55,14 @@ class Command(BaseCommand):
                 return json.load(handle)
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
+        except RecursionError:
+            raise CommandError(f"{path}: the JSON is nested too deeply.") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise CommandError(f"{path} is not valid JSON: {exc}.") from None
+
+    def _write(self, path: str, text: str) -> None:
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise CommandError(f"Cannot write {path}: {exc.strerror}.") from None

@@ -30,7 +30,10 @@ class Command(BaseCommand):
             raise CommandError("--days must be 0 or more.")
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be 1 or more.")
-        cutoff = timezone.now() - dt.timedelta(days=days)
+        try:
+            cutoff = timezone.now() - dt.timedelta(days=days)
+        except OverflowError:
+            raise CommandError(f"--days {days} reaches before the year 1.") from None
         old = TokenRequest.objects.filter(created_at__lt=cutoff)
         if options["dry_run"]:
             self.stdout.write(f"Would delete {old.count()} audit rows older than {days} days.")
