@@ -352,6 +352,14 @@ def test_silence_duration_ms_decides_where_a_turn_ends(standin: OpenAIStandIn) -
     assert end_of_door + 1200 - 40 <= stopped["audio_end_ms"] <= end_of_door + 1200 + 40
 
 
+def test_semantic_vad_eagerness_sets_the_silence_that_ends_a_turn(standin: OpenAIStandIn) -> None:
+    pcm = speech(COFFEE, DOOR, gap_ms=400) + silence(1500)  # 800 ms between the sentences, 1900 ms after
+    eager = _turns(standin, {"type": "semantic_vad", "eagerness": "high"}, pcm, count=2)  # 500 ms
+    assert [e["type"] for e in eager].count("input_audio_buffer.speech_started") == 2
+    patient = _turns(standin, {"type": "semantic_vad", "eagerness": "low"}, pcm, count=1)  # 1500 ms
+    assert [e["type"] for e in patient].count("input_audio_buffer.speech_started") == 1
+
+
 def test_prefix_padding_ms_moves_the_turns_start(standin: OpenAIStandIn) -> None:
     pcm = silence(1000) + from_wav(DOOR) + silence(1000)
     starts = {}

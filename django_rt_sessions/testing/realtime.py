@@ -12,8 +12,9 @@ Client events: ``session.update``, ``input_audio_buffer.append`` (base64 PCM16, 
 ``session.updated``, ``input_audio_buffer.speech_started`` / ``speech_stopped`` / ``committed`` /
 ``cleared``, ``conversation.item.input_audio_transcription.delta`` (while a turn is spoken) and
 ``.completed`` (after each turn), and ``error`` shaped like OpenAI's (names and fields as in openai-python's
-``types/realtime``). With ``server_vad`` the turns come from an energy VAD (``speech.EnergyVAD``); with
-``turn_detection: null`` from the client's commits.
+``types/realtime``). With ``server_vad`` the turns come from an energy VAD (``speech.EnergyVAD``), which also
+stands in for ``semantic_vad`` (a turn ends after a silence that is longer the lower the eagerness); with
+``turn_detection: null`` the turns are the client's commits.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ MIN_COMMIT_MS = 100  # like the live API: a shorter buffer cannot be committed
 PARTIAL_EVERY_MS = 200  # how often a spoken turn's partial text is read (each read costs a backtrace)
 MAX_MESSAGE = 16 * 1024 * 1024  # an append may carry up to 15 MiB of audio
 BYTES_PER_MS = INPUT_RATE * 2 // 1000
+# semantic_vad waits for the speaker to finish, longer the lower its eagerness; the energy VAD has no
+# semantics, so it stands in with a silence this long (and the server_vad defaults otherwise).
+SEMANTIC_SILENCE_MS = {"low": 1500, "medium": 800, "auto": 800, "high": 500}
 
 _BETA_FORMATS: dict[str, dict[str, Any]] = {
     "pcm16": {"type": "audio/pcm", "rate": INPUT_RATE},
@@ -203,6 +207,10 @@ class RealtimeSession:
                 threshold=turn.get("threshold", 0.5),
                 prefix_padding_ms=turn.get("prefix_padding_ms", 300),
                 silence_duration_ms=turn.get("silence_duration_ms", 500),
+            )
+        elif self._engine is not None and isinstance(turn, dict) and turn.get("type") == "semantic_vad":
+            self._vad = EnergyVAD(
+                silence_duration_ms=SEMANTIC_SILENCE_MS.get(turn.get("eagerness") or "auto", 800)
             )
         self._warned_unconfigured = False
 
