@@ -978,3 +978,55 @@ def test_without_the_speech_extra_the_page_says_so(site: Site, speaking_driver: 
     assert text.startswith("The transcription service reported an error: The stand-in's speech engine is not")
     assert 'pip install "django-rt-sessions[standin-speech]"' in text
     driver.find_element(By.ID, "stop").click()
+
+
+TRANSPORT_RULES = """
+const [moduleUrl, done] = [arguments[0], arguments[arguments.length - 1]];
+import(moduleUrl).then(async (rt) => {
+  const pick = (transports, requested) => {
+    try {
+      return rt.chooseTransport({ transports }, requested);
+    } catch (e) {
+      return e.code + ": " + e.message;
+    }
+  };
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  let refused;
+  try {
+    await rt.connectTranscription({
+      client_secret: { value: "ek_not_sent", expires_at: Date.now() / 1000 + 60 },
+      connect: { api: "ga", websocket_url: "ws://transcription.example/v1/realtime",
+                 transports: ["websocket"] },
+    }, stream, {});
+  } catch (e) {
+    refused = e.code + ": " + e.message;
+  }
+  stream.getTracks().forEach((t) => t.stop());
+  done({
+    auto: pick(["webrtc", "websocket"]),
+    websocketOnly: pick(["websocket"]),
+    olderServer: pick(undefined),
+    forcedWebrtc: pick(["websocket"], "webrtc"),
+    allowed: ["wss://api.openai.com/v1/realtime", "ws://127.0.0.1:8765/v1/realtime", "ws://localhost:1/x",
+              "ws://[::1]:2/x", "ws://transcription.example/x", "http://127.0.0.1/x"].map(rt.websocketUrlAllowed),
+    refused,
+  });
+}, (e) => done({ importError: String(e) }));
+"""
+
+
+def test_transport_choice_and_the_wss_rule(site: Site, signed_in: Any) -> None:
+    driver = signed_in
+    load_home(driver, site.url)
+    result = driver.execute_async_script(TRANSPORT_RULES, MODULE_PATH)
+    assert result == {
+        "auto": "webrtc",
+        "websocketOnly": "websocket",  # gpt-transcribe
+        "olderServer": "webrtc",
+        "forcedWebrtc": "connection_failed: "
+        "The session's model cannot be used over webrtc (it offers: websocket).",
+        "allowed": [True, True, True, True, False, False],
+        # Refused before any socket is opened, so the key goes nowhere.
+        "refused": "connection_failed: The transcription service's WebSocket address is not encrypted "
+        "(wss: is required except on this computer).",
+    }
