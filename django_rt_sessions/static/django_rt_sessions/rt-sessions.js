@@ -8,7 +8,7 @@
  *   ...
  *   handle.close();
  *
- * The site's API (SPEC §4) is reached at `baseUrl` (default "/rt/", see configure()) with the session cookie and
+ * The site's API (docs/http-api.md) is reached at `baseUrl` (default "/rt/", see configure()) with the session cookie and
  * the CSRF token (the `csrftoken` cookie, or a `csrfToken` option). Every failure is an RtSessionsError whose
  * `code` is the server's stable error code (invalid, override_not_allowed, not_authenticated, permission_denied,
  * preset_forbidden, preset_not_found, rate_limited, quota_exceeded, rate_limit_unavailable, service_unavailable,
@@ -46,7 +46,7 @@
  */
 
 /**
- * @typedef {Object} TranscriptionSession  the server's 201 body (the seed's "Returns" shape plus `connect`)
+ * @typedef {Object} TranscriptionSession  the server's 201 body (the beta endpoint's "Returns" shape plus `connect`)
  * @property {{value: string, expires_at: number}} client_secret  the ephemeral key and its expiry (Unix seconds)
  * @property {string} preset
  * @property {string|null} id
