@@ -6,6 +6,10 @@ OpenAI stand-in, started here so that tests can make it misbehave, reached throu
 it forwards everything to the stand-in and itself serves `/v1/realtime/calls`, the WebRTC endpoint that
 `connect.webrtc_url` names (the stand-in has none), recording what the browser posts there.
 
+The WebSocket transport runs end to end against the stand-in itself: a Chromium whose fake microphone plays
+recorded speech (tests/speech/), the stand-in's realtime socket and its speech engine. One more demo process
+serves with its own stand-in and the speech engine hidden, as on a site without the extra.
+
 Needs Debian's chromium and chromium-driver (`apt-get install chromium chromium-driver`) and selenium;
 skipped without them, except with CI=true, where that is a failure. Selenium never downloads anything
 (SE_OFFLINE=1 and an explicit driver path).
@@ -56,7 +60,17 @@ if _missing:  # pragma: no cover - depends on the environment
 from werkzeug.serving import WSGIRequestHandler, make_server  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
-from django_rt_sessions.testing import Delay, Error, Garbage, OpenAIStandIn, RateLimit  # noqa: E402
+from django_rt_sessions.testing import (  # noqa: E402
+    Delay,
+    DropSocket,
+    Error,
+    Expired,
+    Garbage,
+    OpenAIStandIn,
+    RateLimit,
+)
+
+from .realtime_support import COFFEE, DOOR, WORDS  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -88,8 +102,17 @@ EXTRA_PRESETS = [
 ]
 
 SERVE = """
-import json, os, sys
+import importlib.abc, json, os, sys
 os.environ["DJANGO_SETTINGS_MODULE"] = "example_project.settings"
+HIDDEN = set(filter(None, os.environ.get("RT_BROWSER_HIDE", "").split(",")))
+
+class Hide(importlib.abc.MetaPathFinder):  # a site without an optional extra
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HIDDEN:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Hide())
 import django
 django.setup()
 from django.core.management import call_command
@@ -247,9 +270,11 @@ class DemoProcess:
 
 @dataclass
 class Site:
-    url: str  # the demo, healthy
+    url: str  # the demo, healthy, its upstream the stand-in behind the front (WebRTC)
     redis_down_url: str  # the same site with REDIS_URL pointing at a closed port
     database_down_url: str  # the same site with its database file unreachable
+    standin_url: str  # the same site with the stand-in itself as upstream (RT_DEMO_STANDIN: WebSocket)
+    no_engine_url: str  # the demo with its own stand-in (no OPENAI_API_KEY) but without the speech extra
     standin: OpenAIStandIn
     front: Front
 
@@ -279,11 +304,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         main.wait_listening()  # the others share its database: start them once it is migrated
         redis_down = DemoProcess({**common, "REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0"})
         database_down = DemoProcess({**common, "DATABASE_URL": f"sqlite:///{tmp / 'missing' / 'db.sqlite3'}"})
-        processes += [redis_down, database_down]
+        direct = DemoProcess({**common, "OPENAI_BASE_URL": standin.base_url, "RT_DEMO_STANDIN": "1"})
+        without_openai = {k: v for k, v in common.items() if not k.startswith("OPENAI_")}
+        no_engine = DemoProcess({**without_openai, "RT_BROWSER_HIDE": "pocketsphinx"})
+        processes += [redis_down, database_down, direct, no_engine]
         yield Site(
             url=main.url,
             redis_down_url=redis_down.wait_listening(),
             database_down_url=database_down.wait_listening(),
+            standin_url=direct.wait_listening(),
+            no_engine_url=no_engine.wait_listening(),
             standin=standin,
             front=front,
         )
@@ -299,8 +329,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 # ------------------------------------------------------------------------------------------------ browser
 
 
-def start_chromium(*, microphone: str = "allow") -> tuple[Any, str]:
-    """A headless Chromium with a fake microphone whose prompt is answered "allow" or "deny"."""
+def start_chromium(*, microphone: str = "allow", audio_file: Path | None = None) -> tuple[Any, str]:
+    """A headless Chromium with a fake microphone whose prompt is answered "allow" or "deny"; the microphone
+    plays `audio_file` (a WAV, looped) instead of Chromium's beep when given."""
     os.environ["SE_OFFLINE"] = "1"  # selenium-manager must never download a browser or driver
     profile = tempfile.mkdtemp(prefix="rt-browser-")
     options = webdriver.ChromeOptions()
@@ -316,6 +347,7 @@ def start_chromium(*, microphone: str = "allow") -> tuple[Any, str]:
         "--no-first-run",
         "--use-fake-ui-for-media-stream" + ("=deny" if microphone == "deny" else ""),
         "--use-fake-device-for-media-stream",
+        *([f"--use-file-for-fake-audio-capture={audio_file}"] if audio_file else []),
         "--window-size=1100,900",
         f"--user-data-dir={profile}",
     ):
@@ -813,3 +845,188 @@ def test_transcript_events_over_a_real_webrtc_connection(site: Site, signed_in: 
         assert driver.find_element(By.ID, "start").is_enabled()
     finally:
         quit_chromium(openai, profile)
+
+
+# ---------------------------------------------------------------------------------------- WebSocket transport
+
+
+@pytest.fixture(scope="module")
+def speaking_driver(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Chromium whose microphone says the two test sentences, then nothing (Chromium loops the file)."""
+    from django_rt_sessions.testing.audio import from_wav, silence, to_wav
+
+    pcm = silence(1000) + from_wav(COFFEE) + silence(1500) + from_wav(DOOR) + silence(3000)
+    wav = to_wav(pcm, tmp_path_factory.mktemp("microphone") / "speech.wav")
+    browser, profile = start_chromium(audio_file=wav)
+    try:
+        sign_in(browser, site.url)
+        yield browser
+    finally:
+        quit_chromium(browser, profile)
+
+
+WATCH_TRANSCRIPT = """
+window.seen = { partial: [], completed: [] };
+new MutationObserver(() => {
+  for (const line of document.querySelectorAll("#transcript p")) {
+    const bucket = line.className === "partial" ? window.seen.partial : window.seen.completed;
+    if (line.textContent && !bucket.includes(line.textContent)) bucket.push(line.textContent);
+  }
+}).observe(document.getElementById("transcript"), { childList: true, subtree: true, characterData: true,
+                                                    attributes: true });
+"""
+
+
+def completed_lines(driver: Any) -> list[str]:
+    return [p.text for p in driver.find_elements(By.CSS_SELECTOR, "#transcript p:not(.partial)") if p.text]
+
+
+def test_websocket_transport_transcribes_the_microphone(site: Site, speaking_driver: Any) -> None:
+    driver = speaking_driver
+    load_home(driver, site.standin_url)
+    driver.get_log("browser")  # forget earlier pages' entries (the login page's favicon request)
+    assert (
+        text_of(driver, "engine") == "Transcribed by the local speech engine (English), offline: not OpenAI."
+    )
+    assert driver.execute_script("return window.rtDemo.transport") == "websocket"
+    driver.execute_script(WATCH_TRANSCRIPT)
+    driver.find_element(By.ID, "start").click()
+    wait(driver, lambda d: text_of(d, "status") == "Listening: speak now.", "not listening")
+
+    def heard(d: Any) -> bool:
+        lines = [line.lower().split() for line in completed_lines(d)]
+        return any(all(w in line for w in WORDS[COFFEE]) for line in lines) and any(
+            all(w in line for w in WORDS[DOOR]) for line in lines
+        )
+
+    try:
+        WebDriverWait(driver, 30, poll_frequency=0.1).until(heard)  # the sentences take ~8 s to say
+    except TimeoutException:
+        connection = site.standin.realtime[-1] if site.standin.realtime else None
+        pytest.fail(
+            f"the transcript did not come: {completed_lines(driver)}; "
+            f"events: {[e.get('transcript', e['type']) for e in connection.sent] if connection else None}"
+        )
+    seen = driver.execute_script("return window.seen")
+    assert seen["partial"], "no live delta was shown before the completed lines"
+
+    connection = site.standin.realtime[-1]
+    assert connection.credential == "ephemeral_key" and connection.subprotocol == "realtime"
+    upgrade = next(r for r in reversed(site.standin.requests) if r.shape == "realtime")
+    key = site.standin.issued[-1]
+    assert upgrade.headers["sec-websocket-protocol"] == f"realtime, openai-insecure-api-key.{key}"
+    assert "authorization" not in upgrade.headers
+    # Only audio, 100 ms of PCM16 at 24 kHz each: the session is the key's, no session.update.
+    assert {event["type"] for event in connection.received} == {"input_audio_buffer.append"}
+    assert {event["audio_bytes"] for event in connection.received} == {4800}
+
+    driver.find_element(By.ID, "stop").click()
+    assert text_of(driver, "status") == "Stopped."
+    assert connection.wait_closed(WAIT), "Stop did not close the socket"
+    assert connection.close_code == 1000
+    appended = len(connection.received)
+    time.sleep(0.5)
+    assert len(connection.received) == appended  # no audio after Stop
+    assert driver.execute_script("return window.rtDemo.running()") is None
+    assert driver.find_element(By.ID, "start").is_enabled()
+    assert not driver.find_element(By.ID, "error").is_displayed()
+    assert console_errors(driver) == []
+
+
+def test_websocket_error_paths_are_rendered(site: Site, speaking_driver: Any) -> None:
+    driver = speaking_driver
+    load_home(driver, site.standin_url)
+
+    def start_and_expect(code: str, message: str) -> None:
+        driver.find_element(By.ID, "start").click()
+        assert rendered_error(driver) == (code, message)
+        wait(driver, lambda d: d.find_element(By.ID, "start").is_enabled(), "Start was not re-enabled")
+
+    # The upstream hands out a key that has already expired: the page does not even try it.
+    connections = len(site.standin.realtime)
+    site.standin.enqueue(Expired())
+    start_and_expect(
+        "session_expired", "The session's key expired before the connection was made. Press Start again."
+    )
+    assert len(site.standin.realtime) == connections
+    # The upgrade is refused (the stand-in answers 401 as for an invalid key): a browser learns no status.
+    site.standin.enqueue(
+        Delay(0), Error(status=401, code="invalid_api_key", message="Incorrect API key provided.")
+    )
+    start_and_expect(
+        "connection_failed",
+        "Could not connect to the transcription service: The transcription service refused the connection.",
+    )
+    # The socket drops after session.created.
+    site.standin.enqueue(DropSocket(after_events=1))
+    driver.find_element(By.ID, "start").click()
+    assert rendered_error(driver) == (
+        "connection_failed",
+        "Could not connect to the transcription service: The connection was lost.",
+    )
+
+
+def test_without_the_speech_extra_the_page_says_so(site: Site, speaking_driver: Any) -> None:
+    driver = speaking_driver
+    load_home(driver, site.no_engine_url)
+    note = text_of(driver, "engine")
+    assert note.startswith("Transcribed by the local speech engine (English), which is not available here:")
+    assert 'pip install "django-rt-sessions[standin-speech]"' in note
+    driver.find_element(By.ID, "start").click()
+    code, text = rendered_error(driver)
+    assert code == "realtime_error"
+    assert text.startswith("The transcription service reported an error: The stand-in's speech engine is not")
+    assert 'pip install "django-rt-sessions[standin-speech]"' in text
+    driver.find_element(By.ID, "stop").click()
+
+
+TRANSPORT_RULES = """
+const [moduleUrl, done] = [arguments[0], arguments[arguments.length - 1]];
+import(moduleUrl).then(async (rt) => {
+  const pick = (transports, requested) => {
+    try {
+      return rt.chooseTransport({ transports }, requested);
+    } catch (e) {
+      return e.code + ": " + e.message;
+    }
+  };
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  let refused;
+  try {
+    await rt.connectTranscription({
+      client_secret: { value: "ek_not_sent", expires_at: Date.now() / 1000 + 60 },
+      connect: { api: "ga", websocket_url: "ws://transcription.example/v1/realtime",
+                 transports: ["websocket"] },
+    }, stream, {});
+  } catch (e) {
+    refused = e.code + ": " + e.message;
+  }
+  stream.getTracks().forEach((t) => t.stop());
+  done({
+    auto: pick(["webrtc", "websocket"]),
+    websocketOnly: pick(["websocket"]),
+    olderServer: pick(undefined),
+    forcedWebrtc: pick(["websocket"], "webrtc"),
+    allowed: ["wss://api.openai.com/v1/realtime", "ws://127.0.0.1:8765/v1/realtime", "ws://localhost:1/x",
+              "ws://[::1]:2/x", "ws://transcription.example/x", "http://127.0.0.1/x"].map(rt.websocketUrlAllowed),
+    refused,
+  });
+}, (e) => done({ importError: String(e) }));
+"""
+
+
+def test_transport_choice_and_the_wss_rule(site: Site, signed_in: Any) -> None:
+    driver = signed_in
+    load_home(driver, site.url)
+    result = driver.execute_async_script(TRANSPORT_RULES, MODULE_PATH)
+    assert result == {
+        "auto": "webrtc",
+        "websocketOnly": "websocket",  # gpt-transcribe
+        "olderServer": "webrtc",
+        "forcedWebrtc": "connection_failed: "
+        "The session's model cannot be used over webrtc (it offers: websocket).",
+        "allowed": [True, True, True, True, False, False],
+        # Refused before any socket is opened, so the key goes nowhere.
+        "refused": "connection_failed: The transcription service's WebSocket address is not encrypted "
+        "(wss: is required except on this computer).",
+    }

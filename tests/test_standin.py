@@ -691,7 +691,8 @@ def test_cli_serves_until_terminated() -> None:
 def test_plugin_module_imports_only_stdlib() -> None:
     code = (
         "import sys, django_rt_sessions.testing.pytest_plugin, django_rt_sessions.testing\n"
-        "names = ('werkzeug', 'jsonschema', 'referencing', 'django', 'requests')\n"
+        "names = ('aiohttp', 'jsonschema', 'referencing', 'django', 'requests',\n"
+        "         'numpy', 'pocketsphinx', 'soxr')\n"
         "print(sorted(m for m in names if m in sys.modules))\n"
     )
     out = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
@@ -778,3 +779,68 @@ def test_pytest_plugin_points_django_settings_at_standin(tmp_path: Path) -> None
     result = _run_pytest(tmp_path, PYTHONPATH=str(tmp_path), DJANGO_SETTINGS_MODULE="rt_plugin_settings")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+PLUGIN_REALTIME_TESTS = """
+import json, logging
+import requests
+from websockets.sync.client import connect
+from django_rt_sessions.testing.audio import base64_frames, from_wav, silence
+
+logging.getLogger("websockets").setLevel(logging.INFO)
+
+def test_live_transcription(openai_realtime, openai_standin):
+    assert openai_realtime is openai_standin
+    key = requests.post(
+        openai_realtime.base_url + "/realtime/client_secrets",
+        json={"session": {"type": "transcription",
+                          "audio": {"input": {"transcription": {"model": "gpt-live-transcribe"}}}}},
+        headers={"Authorization": "Bearer " + openai_realtime.api_key},
+        timeout=10,
+    ).json()["value"]
+    with connect(openai_realtime.realtime_url, additional_headers={"Authorization": "Bearer " + key}) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+        for audio in base64_frames(silence(500) + from_wav(WAV) + silence(1000)):
+            ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+        while True:
+            event = json.loads(ws.recv(timeout=20))
+            if event["type"] == "conversation.item.input_audio_transcription.completed":
+                break
+    assert {"would", "like"} <= set(event["transcript"].split()), event["transcript"]
+"""
+
+HIDE_SPEECH_CONFTEST = """
+import importlib.abc, sys
+
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pocketsphinx":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+"""
+
+
+def test_pytest_plugin_realtime_fixture(tmp_path: Path) -> None:
+    coffee = REPO / "tests" / "speech" / "coffee.wav"
+    (tmp_path / "test_realtime_inner.py").write_text(f"WAV = {str(coffee)!r}\n" + PLUGIN_REALTIME_TESTS)
+    result = _run_pytest(tmp_path, "-p", "no:django")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+def test_pytest_plugin_realtime_fixture_names_the_missing_extra(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(HIDE_SPEECH_CONFTEST)
+    (tmp_path / "test_realtime_inner.py").write_text(
+        "def test_needs_speech(openai_realtime):\n    pass\n\n"
+        "def test_http_only(openai_standin):\n    assert openai_standin.speech_engine is None\n"
+    )
+    result = _run_pytest(tmp_path, "-p", "no:django")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 passed, 1 error" in result.stdout  # a fixture that fails is an error of its test
+    assert (
+        "openai_realtime: The stand-in's speech engine is not installed (missing: pocketsphinx)"
+        in result.stdout
+    )
+    assert 'pip install "django-rt-sessions[standin-speech]"' in result.stdout

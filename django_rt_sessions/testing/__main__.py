@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .server import DEFAULT_API_KEY, OpenAIStandIn
+PROG = "python -m django_rt_sessions.testing"
+# The modules of the `testing` extra (and what they pull in) whose absence means "install the extra".
+TESTING_EXTRA_MODULES = frozenset({"aiohttp", "jsonschema", "referencing", "multidict", "yarl"})
+TESTING_EXTRA = "django-rt-sessions[testing]"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m django_rt_sessions.testing",
-        description="Serve a local stand-in for OpenAI's Realtime transcription token endpoints.",
+        prog=PROG,
+        description="Serve a local stand-in for OpenAI's Realtime transcription token endpoints and its "
+        "realtime WebSocket.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument(
         "--port", type=int, default=8765, help="port to bind, 0 for any (default: %(default)s)"
     )
-    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the one API key accepted")
+    parser.add_argument(
+        "--api-key", default=None, help="the one API key accepted (default: sk-standin-test-key)"
+    )
     parser.add_argument(
         "--beta-disabled",
         action="store_true",
@@ -29,10 +36,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    try:
+        from .server import DEFAULT_API_KEY, OpenAIStandIn
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in TESTING_EXTRA_MODULES:
+            raise
+        print(
+            f'{PROG} needs the testing extra (missing: {missing}): pip install "{TESTING_EXTRA}"',
+            file=sys.stderr,
+        )
+        return 2
+
+    # The access log (one line per request: address, request line, status, size; never headers or bodies).
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    api_key = args.api_key or DEFAULT_API_KEY
     standin = OpenAIStandIn(
         host=args.host,
         port=args.port,
-        api_key=args.api_key,
+        api_key=api_key,
         beta_disabled=args.beta_disabled,
         log_requests=True,
     )
@@ -50,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  UPSTREAM azure:                BASE_URL={standin.azure_base_url}", flush=True)
         shown_key = standin.api_key if standin.api_key == DEFAULT_API_KEY else "<the --api-key value>"
         print(f"  API_KEY={shown_key}", flush=True)
+        print(f"  Realtime WebSocket: {standin.realtime_url}", flush=True)
+        if standin.speech_engine is not None:
+            print(f"  Transcription: {standin.speech_engine.description}", flush=True)
+        else:
+            print(f"  Transcription is off: {standin.speech_problem}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):
             pass

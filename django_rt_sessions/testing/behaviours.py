@@ -1,8 +1,10 @@
 """Ways the OpenAI stand-in can misbehave on command.
 
 Pass instances to :meth:`OpenAIStandIn.enqueue` (one per following request) or
-:meth:`OpenAIStandIn.always` (every request until ``reset()``). Stdlib only, so that importing
-``django_rt_sessions.testing`` stays cheap.
+:meth:`OpenAIStandIn.always` (every request until ``reset()``). HTTP behaviours apply to the next HTTP
+request, the realtime WebSocket's upgrade request included; socket behaviours (:class:`DropSocket`,
+:class:`SlowEvents`) apply to the next realtime connection the stand-in accepts. Stdlib only, so that
+importing ``django_rt_sessions.testing`` stays cheap.
 """
 
 from __future__ import annotations
@@ -10,7 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Behaviour", "Delay", "Error", "Garbage", "Hang", "RateLimit", "Reset"]
+__all__ = [
+    "Behaviour",
+    "Delay",
+    "DropSocket",
+    "Error",
+    "Expired",
+    "Garbage",
+    "Hang",
+    "RateLimit",
+    "Reset",
+    "SlowEvents",
+]
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,32 @@ class Garbage:
     content_type: str = "application/json"
 
 
-Behaviour = Delay | Error | RateLimit | Hang | Reset | Garbage
+@dataclass(frozen=True)
+class Expired:
+    """Answer a token request normally, but with a key that expired a second ago (a slow or skewed client).
 
-BEHAVIOUR_TYPES: tuple[type[Any], ...] = (Delay, Error, RateLimit, Hang, Reset, Garbage)
+    Other requests (an upgrade, an unknown path) carry on normally.
+    """
+
+
+@dataclass(frozen=True)
+class DropSocket:
+    """Realtime: after ``after_events`` server events, drop the connection (TCP RST, no close frame)."""
+
+    after_events: int = 1
+
+
+@dataclass(frozen=True)
+class SlowEvents:
+    """Realtime: hold each server event ``seconds`` before sending it (cut short by ``reset()``)."""
+
+    seconds: float
+
+
+HTTPBehaviour = Delay | Error | RateLimit | Hang | Reset | Garbage | Expired
+SocketBehaviour = DropSocket | SlowEvents
+Behaviour = HTTPBehaviour | SocketBehaviour
+
+HTTP_BEHAVIOUR_TYPES: tuple[type[Any], ...] = (Delay, Error, RateLimit, Hang, Reset, Garbage, Expired)
+SOCKET_BEHAVIOUR_TYPES: tuple[type[Any], ...] = (DropSocket, SlowEvents)
+BEHAVIOUR_TYPES: tuple[type[Any], ...] = HTTP_BEHAVIOUR_TYPES + SOCKET_BEHAVIOUR_TYPES

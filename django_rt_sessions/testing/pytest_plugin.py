@@ -15,8 +15,22 @@
             response = client.post("/rt/transcription-sessions/", {}, content_type="application/json")
             assert response.status_code == 503
 
+``openai_realtime`` (function scope)
+    ``openai_standin``, for tests of live transcription: it fails, naming the extra to install, when the
+    stand-in's speech engine (the ``standin-speech`` extra) is missing. Its realtime WebSocket is at
+    ``openai_realtime.realtime_url`` (what the app's ``connect.websocket_url`` names); the audio to send
+    comes from ``django_rt_sessions.testing.audio`` (``from_wav``, ``from_text``, ``base64_frames``)::
+
+        from django_rt_sessions.testing.audio import base64_frames, from_text, silence
+
+        def test_dictation(client, openai_realtime):
+            key = client.post("/rt/transcription-sessions/", {}, content_type="application/json").json()
+            ...  # open openai_realtime.realtime_url with key["client_secret"]["value"], then send
+            for audio in base64_frames(from_text("i would like a cup of coffee") + silence(1000)):
+                ...  # {"type": "input_audio_buffer.append", "audio": audio}
+
 This module is imported in every pytest run of any environment that installs the package, so it imports only
-the standard library (and pytest) at module level; werkzeug, jsonschema and Django are imported lazily.
+the standard library (and pytest) at module level; aiohttp, jsonschema and Django are imported lazily.
 """
 
 from __future__ import annotations
@@ -71,3 +85,11 @@ def _django_settings_fixture(request: pytest.FixtureRequest) -> Any:
         return request.getfixturevalue("settings")
     except pytest.FixtureLookupError:
         return None
+
+
+@pytest.fixture
+def openai_realtime(openai_standin: OpenAIStandIn) -> OpenAIStandIn:
+    """The reset stand-in, with its speech engine: a test of live transcription fails without the extra."""
+    if openai_standin.speech_engine is None:
+        pytest.fail(f"openai_realtime: {openai_standin.speech_problem}", pytrace=False)
+    return openai_standin

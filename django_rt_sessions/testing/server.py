@@ -1,41 +1,61 @@
-"""A local stand-in for OpenAI's Realtime ephemeral-token endpoints (SPEC §7).
+"""A local stand-in for OpenAI's Realtime ephemeral-token endpoints and realtime WebSocket.
 
-It is a real HTTP server on loopback (werkzeug's threaded dev server in a daemon thread) that serves the three
-upstream shapes the app can talk to, validates request bodies strictly like the live API, answers with
-``ek_…`` keys, records what it received and misbehaves on command (see ``behaviours``)::
+It is a real HTTP server on loopback (aiohttp, on its own event loop in a daemon thread) that serves the three
+upstream token shapes the app can talk to, validates request bodies strictly like the live API, answers with
+``ek_…`` keys, records what it received and misbehaves on command (see ``behaviours``). On the same host
+and port it serves the realtime WebSocket (``{BASE_URL}/realtime?intent=transcription``) that a browser or
+an SDK opens with those keys, and transcribes the audio with an offline speech engine (``realtime``,
+``speech``)::
 
     with OpenAIStandIn() as standin:
         standin.enqueue(RateLimit(retry_after=3))
         ...  # point RT_SESSIONS["BASE_URL"] at standin.base_url, API_KEY at standin.api_key
 
-It never logs request bodies or keys; werkzeug's per-request access log is off unless ``log_requests=True``.
+It never logs request bodies or keys; the per-request access log is off unless ``log_requests=True``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import secrets
-import socket
 import string
-import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
+from aiohttp import web
 
 from . import validation
-from .behaviours import BEHAVIOUR_TYPES, Behaviour, Delay, Error, Garbage, Hang, RateLimit, Reset
+from .behaviours import (
+    BEHAVIOUR_TYPES,
+    SOCKET_BEHAVIOUR_TYPES,
+    Behaviour,
+    Delay,
+    Error,
+    Expired,
+    Garbage,
+    Hang,
+    RateLimit,
+    Reset,
+)
+from .realtime import (
+    RealtimeConnection,
+    RealtimeSession,
+    abort_connection,
+    ga_session_from_beta,
+    serve_realtime,
+)
+from .speech import SpeechEngine, SpeechUnavailable, load_engine
 
-__all__ = ["DEFAULT_API_KEY", "OpenAIStandIn", "RecordedRequest"]
+__all__ = ["DEFAULT_API_KEY", "OpenAIStandIn", "RealtimeConnection", "RecordedRequest"]
 
 DEFAULT_API_KEY = "sk-standin-test-key"  # a well-known fake key, accepted by default
 
@@ -44,6 +64,8 @@ ROUTES: dict[str, str] = {
     "/v1/realtime/transcription_sessions": "openai-beta",
     "/openai/v1/realtime/client_secrets": "azure",
 }
+# The realtime WebSocket, below each BASE_URL (`connect.websocket_url` is "{BASE_URL}/realtime?…").
+REALTIME_PATHS = frozenset({"/v1/realtime", "/openai/v1/realtime"})
 
 DEFAULT_FORMAT = {"type": "audio/pcm", "rate": 24000}
 DEFAULT_TURN_DETECTION = {
@@ -55,7 +77,7 @@ DEFAULT_TURN_DETECTION = {
 GA_DEFAULT_TTL = 600
 BETA_TTL = 60
 MAX_BODY = 1024 * 1024
-LISTEN_BACKLOG = 1024  # werkzeug's 128 is too small for a burst of a few hundred concurrent clients
+LISTEN_BACKLOG = 1024  # the usual 128 is too small for a burst of a few hundred concurrent clients
 
 BETA_DISABLED_MESSAGE = (
     "The Realtime beta API shape is disabled; use POST /v1/realtime/client_secrets with "
@@ -63,11 +85,16 @@ BETA_DISABLED_MESSAGE = (
 )
 
 _ALNUM = string.ascii_letters + string.digits
+_AUTO = "auto"
+logger = logging.getLogger("django_rt_sessions.testing")
 
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the stand-in received it (header names lower-cased)."""
+    """One request as the stand-in received it (header names lower-cased).
+
+    ``shape`` is "openai", "openai-beta", "azure", "realtime" (the WebSocket's upgrade request) or "unknown".
+    """
 
     method: str
     path: str
@@ -78,33 +105,21 @@ class RecordedRequest:
     shape: str
 
 
-class _DropConnection(ConnectionError):
-    """Raised by the app to leave without a response; werkzeug routes it to ``connection_dropped``."""
+@dataclass
+class _IssuedKey:
+    session: dict[str, Any]  # the GA transcription session the key was minted with (beta bodies converted)
+    expires_at: int
+    used: bool = False
 
 
-class _Handler(WSGIRequestHandler):
-    server: BaseWSGIServer
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if getattr(self.server, "rt_log_requests", False):
-            super().log_request(code, size)
-
-    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
-        if isinstance(error, _DropConnection):
-            self._abort()
-
-    def _abort(self) -> None:
-        # SO_LINGER 0 makes close() send RST at once. The fd only really closes once rfile (a makefile holding
-        # a reference) is closed too; wfile is unbuffered and writes straight to the socket object.
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.rfile.close()
-        self.connection.close()
+class _Released(Exception):
+    """A hanging request's wait is over: drop its connection."""
 
 
-def _json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
-    response = Response(json.dumps(payload), status=status, content_type="application/json")
+def _json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> web.Response:
+    response = web.Response(
+        body=json.dumps(payload).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
     for name, value in headers:
         response.headers[name] = value
     return response
@@ -117,12 +132,17 @@ def _error(
     *,
     type: str = "invalid_request_error",
     param: str | None = None,
-) -> Response:
+) -> web.Response:
     return _json_response(status, {"error": {"message": message, "type": type, "param": param, "code": code}})
 
 
 class OpenAIStandIn:
-    """A loopback HTTP server that imitates OpenAI's (and Azure's) Realtime ephemeral-token endpoints."""
+    """A loopback server that imitates OpenAI's (and Azure's) Realtime token endpoints and realtime socket.
+
+    ``speech``: the engine that transcribes realtime audio; "auto" (the default) loads PocketSphinx when the
+    ``standin-speech`` extra is installed, None turns transcription off. Without an engine the stand-in still
+    serves everything, and realtime sessions get an ``error`` event saying why (``speech_problem``).
+    """
 
     def __init__(
         self,
@@ -132,6 +152,7 @@ class OpenAIStandIn:
         beta_disabled: bool = False,
         *,
         log_requests: bool = False,
+        speech: SpeechEngine | str | None = _AUTO,
     ) -> None:
         self.host = host
         self.port = port
@@ -141,49 +162,110 @@ class OpenAIStandIn:
         self._log_requests = log_requests
         self.requests: list[RecordedRequest] = []
         self.issued: list[str] = []
+        self.realtime: list[RealtimeConnection] = []
+        self._keys: dict[str, _IssuedKey] = {}
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
+        self._socket_queue: deque[Behaviour] = deque()
         self._always: Behaviour | None = None
+        self._always_socket: Behaviour | None = None
         # Hanging/delayed requests wait on the event current at their arrival; reset()/stop() set it.
-        self._release = threading.Event()
-        self._server: BaseWSGIServer | None = None
+        self._release = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+        self.speech_engine: SpeechEngine | None = None
+        self.speech_problem: str | None = None
+        if speech is None:
+            self.speech_problem = "Transcription is turned off in this stand-in (OpenAIStandIn(speech=None))."
+        elif isinstance(speech, str):
+            if speech != _AUTO:
+                raise ValueError(f"speech must be 'auto', None or a SpeechEngine, not {speech!r}")
+            try:
+                self.speech_engine = load_engine()
+            except SpeechUnavailable as exc:
+                self.speech_problem = str(exc)
+        else:
+            self.speech_engine = speech
 
     # ----------------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> OpenAIStandIn:
         """Bind and serve in a daemon thread; returns self."""
-        if self._server is not None:
+        if self._runner is not None:
             return self
         # Build both validators now: a broken schema fails here, and the first request is not slow.
         validation.schema_validator(validation.GA_REQUEST)
         validation.schema_validator(validation.BETA_REQUEST)
         with self._lock:
             if self._release.is_set():
-                self._release = threading.Event()
-        server = make_server(self.host, self.port, self._wsgi, threaded=True, request_handler=_Handler)
-        server.socket.listen(LISTEN_BACKLOG)  # re-listen only raises the backlog
-        server.rt_log_requests = self._log_requests  # type: ignore[attr-defined]
-        self._server = server
-        self.port = server.server_port
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="openai-standin", daemon=True
-        )
-        self._thread.start()
+                self._release = asyncio.Event()
+        loop = asyncio.new_event_loop()
+        started: dict[str, Any] = {}
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                started["runner"] = loop.run_until_complete(self._serve())
+            except BaseException as exc:  # reported to start()'s caller
+                started["error"] = exc
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        thread = threading.Thread(target=run, name="openai-standin", daemon=True)
+        thread.start()
+        ready.wait()
+        if "error" in started:
+            thread.join(timeout=5)
+            raise started["error"]
+        self._loop, self._thread, self._runner = loop, thread, started["runner"]
         return self
 
+    async def _serve(self) -> web.AppRunner:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(
+            app,
+            access_log=logger if self._log_requests else None,
+            access_log_format='%a "%r" %s %b',
+            handle_signals=False,
+            # stop() releases hanging requests and closes the sockets first, so handlers end at once.
+            shutdown_timeout=2,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, backlog=LISTEN_BACKLOG)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        return runner
+
     def stop(self) -> None:
-        """Release hanging requests, stop serving and join the thread (idempotent)."""
-        server, thread = self._server, self._thread
-        if server is None:
+        """Release hanging requests, close realtime sockets, stop serving and join the thread (idempotent)."""
+        loop, runner, thread = self._loop, self._runner, self._thread
+        if loop is None or runner is None:
             return
-        with self._lock:
-            self._release.set()
-        server.shutdown()
-        server.server_close()
+        self._set_release()
+
+        async def shutdown() -> None:
+            for ws in list(self._sockets):
+                with contextlib.suppress(Exception):
+                    await ws.close(code=1001, message=b"server stopped")
+            await runner.cleanup()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(timeout=5)
-        self._server = self._thread = None
+        self._loop = self._runner = self._thread = None
 
     def __enter__(self) -> OpenAIStandIn:
         return self.start()
@@ -195,11 +277,11 @@ class OpenAIStandIn:
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._runner is not None
 
     @property
     def url(self) -> str:
-        if self._server is None:
+        if self._runner is None:
             raise RuntimeError("OpenAIStandIn is not started; call start() first")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
@@ -214,61 +296,97 @@ class OpenAIStandIn:
         """BASE_URL for UPSTREAM "azure"."""
         return f"{self.url}/openai/v1"
 
+    @property
+    def realtime_url(self) -> str:
+        """The realtime WebSocket, as the app's ``connect.websocket_url`` names it."""
+        return "ws" + self.base_url[len("http") :] + "/realtime?intent=transcription"
+
     # ------------------------------------------------------------------------------------------ control
 
     def reset(self) -> None:
-        """Forget requests, issued keys and behaviours, restore beta_disabled, release hanging requests."""
+        """Forget requests, keys, connections, behaviours; restore beta_disabled; release waiting requests."""
         with self._lock:
             self.requests.clear()
             self.issued.clear()
+            self.realtime.clear()
+            self._keys.clear()
             self._queue.clear()
-            self._always = None
+            self._socket_queue.clear()
+            self._always = self._always_socket = None
             self.beta_disabled = self._initial_beta_disabled
-            released, self._release = self._release, threading.Event()
-        released.set()
+        self._set_release()
+
+    def _set_release(self) -> None:
+        with self._lock:
+            released, self._release = self._release, asyncio.Event()
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(released.set)
+        else:
+            released.set()
 
     def enqueue(self, *behaviours: Behaviour) -> None:
-        """Each following request consumes one behaviour, in order; then back to normal."""
+        """Each following request (socket behaviours: realtime connection) consumes one, in order."""
         for behaviour in behaviours:
             _check_behaviour(behaviour)
         with self._lock:
-            self._queue.extend(behaviours)
+            for behaviour in behaviours:
+                self._queue_for(behaviour).append(behaviour)
 
     def always(self, behaviour: Behaviour | None) -> None:
-        """Apply ``behaviour`` to every request (after the queue is drained) until reset(); None clears."""
+        """Apply ``behaviour`` to every request or connection (after the queue) until reset(); None clears."""
         if behaviour is not None:
             _check_behaviour(behaviour)
         with self._lock:
-            self._always = behaviour
+            if behaviour is None:
+                self._always = self._always_socket = None
+            elif isinstance(behaviour, SOCKET_BEHAVIOUR_TYPES):
+                self._always_socket = behaviour
+            else:
+                self._always = behaviour
 
-    def _take(self) -> tuple[Behaviour | None, threading.Event]:
+    def expire(self, key: str | None = None) -> None:
+        """Make ``key`` (default: every key issued so far) expire now, as if its time had run out."""
+        now = int(time.time())
         with self._lock:
-            behaviour = self._queue.popleft() if self._queue else self._always
+            for value, issued in self._keys.items():
+                if key is None or value == key:
+                    issued.expires_at = min(issued.expires_at, now - 1)
+
+    def _queue_for(self, behaviour: Behaviour) -> deque[Behaviour]:
+        return self._socket_queue if isinstance(behaviour, SOCKET_BEHAVIOUR_TYPES) else self._queue
+
+    def _take(self, *, socket: bool = False) -> tuple[Behaviour | None, asyncio.Event]:
+        with self._lock:
+            queue = self._socket_queue if socket else self._queue
+            fallback = self._always_socket if socket else self._always
+            behaviour = queue.popleft() if queue else fallback
             return behaviour, self._release
 
     # -------------------------------------------------------------------------------------------- HTTP
 
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        response = self._handle(Request(environ))
-        response.headers["x-request-id"] = f"req_{secrets.token_hex(16)}"
-        return response(environ, start_response)
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        response = await self._respond(request)
+        if not response.prepared:
+            response.headers["x-request-id"] = f"req_{secrets.token_hex(16)}"
+        return response
 
-    def _handle(self, request: Request) -> Response:
-        request.max_content_length = MAX_BODY
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = request.get_data(cache=False)
-        except RequestEntityTooLarge:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
             return _error(413, "The request body is too large.", "request_too_large")
         try:
             parsed: Any = json.loads(body)
         except ValueError:
             parsed = None
-        shape = ROUTES.get(request.path, "unknown")
+        path = request.path
+        shape = ROUTES.get(path) or ("realtime" if path in REALTIME_PATHS else "unknown")
         with self._lock:
             self.requests.append(
                 RecordedRequest(
                     method=request.method,
-                    path=request.path,
+                    path=path,
                     headers={k.lower(): v for k, v in request.headers.items()},
                     json=parsed,
                     body=body,
@@ -277,17 +395,22 @@ class OpenAIStandIn:
             )
 
         behaviour, release = self._take()
-        if behaviour is not None:
-            response = self._misbehave(behaviour, release)
+        expired = isinstance(behaviour, Expired)
+        if behaviour is not None and not expired:
+            try:
+                response = await self._misbehave(behaviour, release)
+            except _Released:
+                abort_connection(request)
+                return web.Response(status=500)  # never sent: the connection is gone
             if response is not None:
                 return response
 
+        if shape == "realtime":
+            return await serve_realtime(self, request)
         if shape == "unknown":
-            return _error(404, f"Invalid URL ({request.method} {request.path})", "unknown_url")
+            return _error(404, f"Invalid URL ({request.method} {path})", "unknown_url")
         if request.method != "POST":
-            response = _error(
-                405, f"Method {request.method} is not allowed on {request.path}.", "method_not_allowed"
-            )
+            response = _error(405, f"Method {request.method} is not allowed on {path}.", "method_not_allowed")
             response.headers["Allow"] = "POST"
             return response
         if shape == "openai-beta" and self.beta_disabled:
@@ -305,13 +428,16 @@ class OpenAIStandIn:
         problem = validation.validate_request(shape, parsed)
         if problem is not None:
             return _error(400, problem.message, problem.code, param=problem.param)
-        payload = self._beta_success(parsed) if shape == "openai-beta" else self._ga_success(parsed)
+        if shape == "openai-beta":
+            payload = self._beta_success(parsed, expired=expired)
+        else:
+            payload = self._ga_success(parsed, expired=expired)
         return _json_response(200, payload)
 
-    def _misbehave(self, behaviour: Behaviour, release: threading.Event) -> Response | None:
+    async def _misbehave(self, behaviour: Behaviour, release: asyncio.Event) -> web.Response | None:
         """Apply a behaviour: a response to send instead, or None to carry on normally."""
         if isinstance(behaviour, Delay):
-            release.wait(max(0.0, behaviour.seconds))
+            await _wait(release, behaviour.seconds)
             return None
         if isinstance(behaviour, Error):
             response = _error(behaviour.status, behaviour.message, behaviour.code, type=behaviour.type)
@@ -328,15 +454,19 @@ class OpenAIStandIn:
             response.headers["Retry-After"] = str(behaviour.retry_after)
             return response
         if isinstance(behaviour, Hang):
-            release.wait(max(0.0, behaviour.max_seconds))
-            raise _DropConnection("hang released")
+            await _wait(release, behaviour.max_seconds)
+            raise _Released
         if isinstance(behaviour, Reset):
-            raise _DropConnection("reset")
+            raise _Released
         if isinstance(behaviour, Garbage):
-            return Response(behaviour.body, status=behaviour.status, content_type=behaviour.content_type)
+            return web.Response(
+                body=behaviour.body, status=behaviour.status, headers={"Content-Type": behaviour.content_type}
+            )
+        if isinstance(behaviour, SOCKET_BEHAVIOUR_TYPES):  # pragma: no cover - kept in their own queue
+            return None
         raise TypeError(f"unknown behaviour: {behaviour!r}")  # pragma: no cover - enqueue() checks
 
-    def _authorised(self, request: Request, shape: str) -> bool:
+    def _authorised(self, request: web.Request, shape: str) -> bool:
         # Azure takes only `api-key`; OpenAI only `Authorization: Bearer`. The other header does not count.
         if shape == "azure":
             presented = request.headers.get("api-key", "")
@@ -344,47 +474,71 @@ class OpenAIStandIn:
             scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer":
                 return False
-        return hmac.compare_digest(presented.strip().encode(), self.api_key.encode())
+        return self.is_api_key(presented.strip())
 
-    def _new_secret(self) -> str:
+    def is_api_key(self, presented: str) -> bool:
+        return hmac.compare_digest(presented.encode(), self.api_key.encode())
+
+    def _new_secret(self, session: dict[str, Any], expires_at: int) -> str:
         value = f"ek_{secrets.token_hex(16)}"
         with self._lock:
             self.issued.append(value)
+            self._keys[value] = _IssuedKey(session=session, expires_at=expires_at)
         return value
 
-    def _ga_success(self, body: dict[str, Any]) -> dict[str, Any]:
+    def claim_key(self, presented: str) -> tuple[str, dict[str, Any] | None]:
+        """Check an ephemeral key at the realtime upgrade: ("ok", its session) or (a refusal reason, None).
+
+        A key opens one realtime session: it is "used" from then on.
+        """
+        with self._lock:
+            issued = None
+            for value, candidate in self._keys.items():
+                if hmac.compare_digest(presented.encode(), value.encode()):
+                    issued = candidate
+            if issued is None:
+                return "unknown", None
+            if issued.expires_at <= time.time():
+                return "expired", None
+            if issued.used:
+                return "used", None
+            issued.used = True
+            return "ok", json.loads(json.dumps(issued.session))
+
+    def _ga_success(self, body: dict[str, Any], *, expired: bool = False) -> dict[str, Any]:
         now = int(time.time())
         seconds = (body.get("expires_after") or {}).get("seconds", GA_DEFAULT_TTL)
-        expires_at = now + seconds
+        expires_at = now - 1 if expired else now + seconds
         session = body["session"]
         audio_input = (session.get("audio") or {}).get("input") or {}
-        return {
-            "value": self._new_secret(),
+        answered = {
+            "type": "transcription",
+            "object": "realtime.transcription_session",
+            "id": _session_id(),
             "expires_at": expires_at,
-            "session": {
-                "type": "transcription",
-                "object": "realtime.transcription_session",
-                "id": _session_id(),
-                "expires_at": expires_at,
-                "include": session.get("include"),
-                "audio": {
-                    "input": {
-                        "format": audio_input.get("format", dict(DEFAULT_FORMAT)),
-                        "transcription": audio_input.get("transcription"),
-                        "noise_reduction": audio_input.get("noise_reduction"),
-                        "turn_detection": audio_input.get("turn_detection", dict(DEFAULT_TURN_DETECTION)),
-                    }
-                },
+            "include": session.get("include"),
+            "audio": {
+                "input": {
+                    "format": audio_input.get("format", dict(DEFAULT_FORMAT)),
+                    "transcription": audio_input.get("transcription"),
+                    "noise_reduction": audio_input.get("noise_reduction"),
+                    "turn_detection": audio_input.get("turn_detection", dict(DEFAULT_TURN_DETECTION)),
+                }
             },
         }
-
-    def _beta_success(self, body: dict[str, Any]) -> dict[str, Any]:
-        expires_at = int(time.time()) + BETA_TTL
         return {
+            "value": self._new_secret(answered, expires_at),
+            "expires_at": expires_at,
+            "session": answered,
+        }
+
+    def _beta_success(self, body: dict[str, Any], *, expired: bool = False) -> dict[str, Any]:
+        now = int(time.time())
+        expires_at = now - 1 if expired else now + BETA_TTL
+        answered = {
             "id": _session_id(),
             "object": "realtime.transcription_session",
             "expires_at": expires_at,
-            "client_secret": {"value": self._new_secret(), "expires_at": expires_at},
             "modalities": ["text"],
             "input_audio_format": body.get("input_audio_format", "pcm16"),
             "input_audio_transcription": body.get("input_audio_transcription"),
@@ -392,6 +546,32 @@ class OpenAIStandIn:
             "input_audio_noise_reduction": body.get("input_audio_noise_reduction"),
             "include": body.get("include"),
         }
+        secret = self._new_secret(ga_session_from_beta(answered), expires_at)
+        return {**answered, "client_secret": {"value": secret, "expires_at": expires_at}}
+
+    # ---------------------------------------------------------------------------------------- realtime
+
+    def _track_socket(self, ws: web.WebSocketResponse, connection: RealtimeConnection) -> Callable[[], None]:
+        with self._lock:
+            self._sockets.add(ws)
+            self.realtime.append(connection)
+
+        def untrack() -> None:
+            with self._lock:
+                self._sockets.discard(ws)
+
+        return untrack
+
+    def _take_socket_behaviour(self) -> tuple[Behaviour | None, asyncio.Event]:
+        return self._take(socket=True)
+
+    def _new_session(self, session: dict[str, Any] | None) -> RealtimeSession:
+        return RealtimeSession(session, engine=self.speech_engine, speech_problem=self.speech_problem)
+
+
+async def _wait(release: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(release.wait(), max(0.0, seconds))
 
 
 def _session_id() -> str:

@@ -53,6 +53,23 @@ def needs_standin(argv: list[str] | None = None) -> bool:
     return True
 
 
+# Set when OPENAI_BASE_URL points at a stand-in run separately (python -m django_rt_sessions.testing): the
+# page then uses the stand-in's realtime WebSocket and says that the local speech engine transcribes.
+EXTERNAL_STANDIN_ENV = "RT_DEMO_STANDIN"
+
+
+def standin_serves() -> bool:
+    """Whether sessions come from a stand-in (this process's own, or one named by RT_DEMO_STANDIN)."""
+    return _standin is not None or os.environ.get(EXTERNAL_STANDIN_ENV, "") not in ("", "0")
+
+
+def speech_engine_note() -> str:
+    """What the demo page says transcribes, when a stand-in serves."""
+    if _standin is not None and _standin.speech_engine is None:
+        return f"the local speech engine (English), which is not available here: {_standin.speech_problem}"
+    return "the local speech engine (English), offline: not OpenAI"
+
+
 def start_standin() -> OpenAIStandIn:
     """Serve the OpenAI stand-in on loopback (once per process) and point RT_SESSIONS at it."""
     global _standin
@@ -71,6 +88,10 @@ def start_standin() -> OpenAIStandIn:
                 "(its ek_ keys are not accepted by OpenAI). Set OPENAI_API_KEY to use the real API.",
                 rt_sessions["BASE_URL"],
             )
+            if _standin.speech_engine is not None:
+                logger.info("Live transcription: %s.", _standin.speech_engine.description)
+            else:
+                logger.warning("Live transcription is off: %s", _standin.speech_problem)
         return _standin
 
 

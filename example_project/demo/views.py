@@ -3,6 +3,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from .apps import speech_engine_note, standin_serves
+
 # ISO-639-1 codes offered when a preset lets the user choose the language.
 LANGUAGES = [
     ("en", "English"),
@@ -24,4 +26,12 @@ LANGUAGES = [
 @login_required
 @ensure_csrf_cookie
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "demo/home.html", {"languages": LANGUAGES})
+    # The stand-in serves the realtime WebSocket only (it has no WebRTC endpoint); OpenAI serves both, and the
+    # browser client then takes the first the session's model supports.
+    standin = standin_serves()
+    context = {
+        "languages": LANGUAGES,
+        "transport": "websocket" if standin else "auto",
+        "engine_note": speech_engine_note() if standin else "",
+    }
+    return render(request, "demo/home.html", context)

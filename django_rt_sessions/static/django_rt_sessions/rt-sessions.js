@@ -8,7 +8,7 @@
  *   ...
  *   handle.close();
  *
- * The site's API (SPEC §4) is reached at `baseUrl` (default "/rt/", see configure()) with the session cookie and
+ * The site's API (docs/http-api.md) is reached at `baseUrl` (default "/rt/", see configure()) with the session cookie and
  * the CSRF token (the `csrftoken` cookie, or a `csrfToken` option). Every failure is an RtSessionsError whose
  * `code` is the server's stable error code (invalid, override_not_allowed, not_authenticated, permission_denied,
  * preset_forbidden, preset_not_found, rate_limited, quota_exceeded, rate_limit_unavailable, service_unavailable,
@@ -17,8 +17,13 @@
  * microphone_unavailable, network_error, bad_response, session_expired, connection_failed, realtime_error,
  * aborted.
  *
- * The ephemeral key (`session.client_secret.value`) is only ever sent to the `connect.webrtc_url` the server
- * named; this module never logs it.
+ * Two transports, with the same callbacks and error codes: WebRTC (the SDP offer to `connect.webrtc_url`) and
+ * WebSocket (`connect.websocket_url`, the microphone sent as PCM16 24 kHz from an AudioWorklet,
+ * rt-sessions-pcm16-worklet.js beside this file). `transport: "auto"` (the default) takes the first of
+ * `connect.transports` this browser supports.
+ *
+ * The ephemeral key (`session.client_secret.value`) is only ever sent to the `connect.webrtc_url` or
+ * `connect.websocket_url` the server named; this module never logs it.
  */
 
 /**
@@ -36,11 +41,12 @@
  * @typedef {Object} ConnectInfo
  * @property {"ga"|"beta"} api
  * @property {string} webrtc_url     where the browser posts its SDP offer
- * @property {string} websocket_url
+ * @property {string} websocket_url  the realtime WebSocket (wss:, or ws: on loopback)
+ * @property {string[]} [transports] what the session's model supports, preferred first
  */
 
 /**
- * @typedef {Object} TranscriptionSession  the server's 201 body (the seed's "Returns" shape plus `connect`)
+ * @typedef {Object} TranscriptionSession  the server's 201 body (the beta endpoint's "Returns" shape plus `connect`)
  * @property {{value: string, expires_at: number}} client_secret  the ephemeral key and its expiry (Unix seconds)
  * @property {string} preset
  * @property {string|null} id
@@ -68,34 +74,41 @@
  * @property {(c: {itemId: string, transcript: string}) => void} [onCompleted]
  * @property {(e: RtSessionsError) => void} [onError]      errors after the connection is up
  * @property {(event: Object) => void} [onEvent]           every data-channel event, parsed
- * @property {(state: string) => void} [onStatus]          "microphone", "session", "connecting", "connected", "closed"
+ * @property {(state: string) => void} [onStateChange]     "microphone", "session", "connecting", "connected", "closed"
+ * @property {(state: string) => void} [onStatus]          the same as onStateChange (its former name)
  * @property {(s: TranscriptionSession) => void} [onSession]  the session, once issued (do not log its key)
  */
 
 /**
  * @typedef {Object} TranscriptionConnection
- * @property {RTCPeerConnection} peerConnection
- * @property {RTCDataChannel} dataChannel
- * @property {() => void} close
+ * @property {"webrtc"|"websocket"} transport
+ * @property {RTCPeerConnection|null} peerConnection  (webrtc)
+ * @property {RTCDataChannel|null} dataChannel       (webrtc)
+ * @property {WebSocket|null} socket                 (websocket)
+ * @property {() => void} close   closes the connection (and, for websocket, its AudioWorklet and AudioContext)
  */
 
 const settings = {
   baseUrl: "/rt/",
   /** @type {string|null} */
   csrfToken: null,
-  sdpTimeoutMs: 15000,
+  connectTimeoutMs: 15000,
+  workletUrl: new URL("./rt-sessions-pcm16-worklet.js", import.meta.url).href,
 };
 
 /**
  * Set module-wide options.
- * @param {{baseUrl?: string, csrfToken?: string|null, sdpTimeoutMs?: number}} options
+ * @param {{baseUrl?: string, csrfToken?: string|null, connectTimeoutMs?: number, sdpTimeoutMs?: number,
+ *   workletUrl?: string}} options
  */
 export function configure(options = {}) {
   if (options.baseUrl !== undefined) {
     settings.baseUrl = options.baseUrl.endsWith("/") ? options.baseUrl : options.baseUrl + "/";
   }
   if (options.csrfToken !== undefined) settings.csrfToken = options.csrfToken;
-  if (options.sdpTimeoutMs !== undefined) settings.sdpTimeoutMs = options.sdpTimeoutMs;
+  if (options.connectTimeoutMs !== undefined) settings.connectTimeoutMs = options.connectTimeoutMs;
+  if (options.sdpTimeoutMs !== undefined) settings.connectTimeoutMs = options.sdpTimeoutMs;  // its former name
+  if (options.workletUrl !== undefined) settings.workletUrl = options.workletUrl;
 }
 
 /** An error with the server's stable code (or one of this module's own codes). */
@@ -244,63 +257,74 @@ function stopStream(stream) {
   for (const track of stream.getTracks()) track.stop();
 }
 
+/** The transports this module speaks, in no particular order; what the browser supports is checked per call. */
+export const TRANSPORTS = ["webrtc", "websocket"];
+
 /**
- * Open the WebRTC connection described by `session.connect` and report the transcript.
- *
- * GA (`connect.api === "ga"`, POST /v1/realtime/client_secrets upstream): the SDP offer is posted to
- * `connect.webrtc_url` (…/v1/realtime/calls); the transcription configuration is bound to the ephemeral key,
- * so neither a model parameter nor a session.update is needed.
- * Beta (`connect.api === "beta"`, the retired /v1/realtime/transcription_sessions): the offer goes to the beta
- * endpoint, which the server also gives as `connect.webrtc_url` (…/v1/realtime); the exchange itself is the
- * same (Bearer ephemeral key, Content-Type application/sdp, SDP answer in the body), and the transcription
- * events have the same names.
- *
- * @param {TranscriptionSession} session
- * @param {MediaStream} mediaStream  a stream with an audio track (the caller owns it and stops it)
- * @param {TranscriptionCallbacks} [callbacks]
- * @param {{signal?: AbortSignal, timeoutMs?: number}} [options]
- * @returns {Promise<TranscriptionConnection>}  resolves once the SDP answer is applied
- * @throws {RtSessionsError} connection_failed, session_expired, aborted
+ * Whether this browser can use a transport.
+ * @param {"webrtc"|"websocket"} transport
+ * @returns {boolean}
  */
-export async function connectTranscription(session, mediaStream, callbacks = {}, options = {}) {
-  const connect = session && session.connect;
-  if (!connect || !connect.webrtc_url) {
-    throw new RtSessionsError("connection_failed", "The session does not say where to connect.");
+export function transportSupported(transport) {
+  if (transport === "webrtc") return typeof RTCPeerConnection === "function";
+  if (transport === "websocket") {
+    return typeof WebSocket === "function" && typeof AudioContext === "function" &&
+      typeof AudioWorkletNode === "function";
   }
-  if (connect.api !== "ga" && connect.api !== "beta") {
-    throw new RtSessionsError("connection_failed", `Unknown connection flow: ${connect.api}.`);
-  }
-  const secret = session.client_secret || {};
-  if (typeof secret.expires_at === "number" && secret.expires_at * 1000 <= Date.now()) {
-    throw new RtSessionsError("session_expired", "The session's key has expired; ask for a new session.");
-  }
-  const track = mediaStream && mediaStream.getAudioTracks()[0];
-  if (!track) throw new RtSessionsError("microphone_unavailable", "The media stream has no audio track.");
+  return false;
+}
 
-  const pc = new RTCPeerConnection();
-  pc.addTrack(track, mediaStream);
-  const channel = pc.createDataChannel("oai-events");
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    try { channel.close(); } catch (e) { /* already closed */ }
-    pc.close();
-    if (callbacks.onStatus) callbacks.onStatus("closed");
-  };
-  const fail = (code, message, extra) => {
-    close();
-    return new RtSessionsError(code, message, extra);
-  };
+/**
+ * The transport a connection uses: `requested` ("auto": the first of `connect.transports` this browser
+ * supports), checked against what the session's model supports.
+ * @param {ConnectInfo} connect
+ * @param {"auto"|"webrtc"|"websocket"} [requested]
+ * @returns {"webrtc"|"websocket"}
+ * @throws {RtSessionsError} connection_failed
+ */
+export function chooseTransport(connect, requested = "auto") {
+  // A server older than `connect.transports` offered WebRTC only.
+  const offered = Array.isArray(connect.transports) ? connect.transports : ["webrtc"];
+  if (requested && requested !== "auto") {
+    if (!TRANSPORTS.includes(requested)) {
+      throw new RtSessionsError("connection_failed", `Unknown transport: ${requested}.`);
+    }
+    if (!offered.includes(requested)) {
+      throw new RtSessionsError(
+        "connection_failed",
+        `The session's model cannot be used over ${requested} (it offers: ${offered.join(", ") || "nothing"}).`,
+      );
+    }
+    if (!transportSupported(requested)) {
+      throw new RtSessionsError("connection_failed", `This browser cannot use the ${requested} transport.`);
+    }
+    return requested;
+  }
+  const usable = offered.find((transport) => TRANSPORTS.includes(transport) && transportSupported(transport));
+  if (!usable) {
+    throw new RtSessionsError(
+      "connection_failed",
+      `This browser supports none of the session's transports (${offered.join(", ") || "none"}).`,
+    );
+  }
+  return usable;
+}
 
-  channel.addEventListener("open", () => { if (callbacks.onStatus && !closed) callbacks.onStatus("connected"); });
-  channel.addEventListener("message", (message) => {
+function notifyState(callbacks, state) {
+  if (callbacks.onStateChange) callbacks.onStateChange(state);
+  if (callbacks.onStatus) callbacks.onStatus(state);
+}
+
+/** The transcription events, the same for both transports. */
+function eventHandler(callbacks) {
+  return (data) => {
     let event;
     try {
-      event = JSON.parse(message.data);
+      event = JSON.parse(data);
     } catch (e) {
       return;
     }
+    if (!event || typeof event !== "object") return;
     if (callbacks.onEvent) callbacks.onEvent(event);
     switch (event.type) {
       case "conversation.item.input_audio_transcription.delta":
@@ -322,7 +346,83 @@ export async function connectTranscription(session, mediaStream, callbacks = {},
       default:
         break;
     }
-  });
+  };
+}
+
+/**
+ * Open the realtime connection described by `session.connect` and report the transcript.
+ *
+ * WebRTC: the SDP offer is posted to `connect.webrtc_url` with the ephemeral key as `Authorization: Bearer`.
+ * GA (`connect.api === "ga"`) posts to …/v1/realtime/calls; the beta flow posts to the beta endpoint, which the
+ * server also gives as `connect.webrtc_url` (…/v1/realtime); the exchange and the event names are the same.
+ *
+ * WebSocket: `connect.websocket_url` (wss:, or ws: on loopback only) with the subprotocols `realtime` and
+ * `openai-insecure-api-key.<key>` (a browser cannot set headers); the microphone goes through an AudioWorklet
+ * in a 24 kHz AudioContext and is sent as PCM16 mono little-endian in `input_audio_buffer.append` events.
+ *
+ * Either way the transcription configuration is bound to the ephemeral key: no model parameter and no
+ * session.update are sent.
+ *
+ * @param {TranscriptionSession} session
+ * @param {MediaStream} mediaStream  a stream with an audio track (the caller owns it and stops it)
+ * @param {TranscriptionCallbacks} [callbacks]
+ * @param {{signal?: AbortSignal, timeoutMs?: number, transport?: "auto"|"webrtc"|"websocket"}} [options]
+ * @returns {Promise<TranscriptionConnection>}  resolves once connected (SDP answer applied, or socket open)
+ * @throws {RtSessionsError} connection_failed, session_expired, microphone_unavailable, aborted
+ */
+export async function connectTranscription(session, mediaStream, callbacks = {}, options = {}) {
+  const connect = session && session.connect;
+  if (!connect || (!connect.webrtc_url && !connect.websocket_url)) {
+    throw new RtSessionsError("connection_failed", "The session does not say where to connect.");
+  }
+  if (connect.api !== "ga" && connect.api !== "beta") {
+    throw new RtSessionsError("connection_failed", `Unknown connection flow: ${connect.api}.`);
+  }
+  const secret = session.client_secret || {};
+  if (typeof secret.expires_at === "number" && secret.expires_at * 1000 <= Date.now()) {
+    throw new RtSessionsError("session_expired", "The session's key has expired; ask for a new session.");
+  }
+  const track = mediaStream && mediaStream.getAudioTracks()[0];
+  if (!track) throw new RtSessionsError("microphone_unavailable", "The media stream has no audio track.");
+  const transport = chooseTransport(connect, options.transport || "auto");
+  if (transport === "websocket") return connectWebSocket(connect, secret, mediaStream, callbacks, options);
+  return connectWebRTC(connect, secret, track, mediaStream, callbacks, options);
+}
+
+/** A timeout that also fires when the caller's signal does; `done()` clears both. */
+function deadline(options) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), options.timeoutMs ?? settings.connectTimeoutMs);
+  const onAbort = () => controller.abort();
+  if (options.signal) options.signal.addEventListener("abort", onAbort, { once: true });
+  const done = () => {
+    clearTimeout(timer);
+    if (options.signal) options.signal.removeEventListener("abort", onAbort);
+  };
+  return { signal: controller.signal, done };
+}
+
+async function connectWebRTC(connect, secret, track, mediaStream, callbacks, options) {
+  if (!connect.webrtc_url) throw new RtSessionsError("connection_failed", "The session has no WebRTC address.");
+  const pc = new RTCPeerConnection();
+  pc.addTrack(track, mediaStream);
+  const channel = pc.createDataChannel("oai-events");
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    try { channel.close(); } catch (e) { /* already closed */ }
+    pc.close();
+    notifyState(callbacks, "closed");
+  };
+  const fail = (code, message, extra) => {
+    close();
+    return new RtSessionsError(code, message, extra);
+  };
+  const onEvent = eventHandler(callbacks);
+
+  channel.addEventListener("open", () => { if (!closed) notifyState(callbacks, "connected"); });
+  channel.addEventListener("message", (message) => onEvent(message.data));
   pc.addEventListener("connectionstatechange", () => {
     if (!closed && pc.connectionState === "failed") {
       if (callbacks.onError) callbacks.onError(new RtSessionsError("connection_failed", "The connection was lost."));
@@ -330,13 +430,9 @@ export async function connectTranscription(session, mediaStream, callbacks = {},
     }
   });
 
-  const timeout = new AbortController();
-  const timer = setTimeout(() => timeout.abort(), options.timeoutMs ?? settings.sdpTimeoutMs);
-  const onAbort = () => timeout.abort();
-  if (options.signal) options.signal.addEventListener("abort", onAbort, { once: true });
-  let answer;
+  const limit = deadline(options);
   try {
-    if (callbacks.onStatus) callbacks.onStatus("connecting");
+    notifyState(callbacks, "connecting");
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     let response;
@@ -345,14 +441,14 @@ export async function connectTranscription(session, mediaStream, callbacks = {},
         method: "POST",
         body: offer.sdp,
         headers: { Authorization: "Bearer " + secret.value, "Content-Type": "application/sdp" },
-        signal: timeout.signal,
+        signal: limit.signal,
         credentials: "omit",
       });
     } catch (error) {
       if (options.signal && options.signal.aborted) throw fail("aborted", "Cancelled.", { cause: error });
       throw fail("connection_failed", "The transcription service could not be reached.", { cause: error });
     }
-    answer = await response.text();
+    const answer = await response.text();
     if (!response.ok) {
       throw fail("connection_failed", `The transcription service refused the connection (HTTP ${response.status}).`, {
         status: response.status,
@@ -373,10 +469,137 @@ export async function connectTranscription(session, mediaStream, callbacks = {},
     if (error instanceof RtSessionsError) throw error;
     throw fail("connection_failed", "Could not set up the connection.", { cause: error });
   } finally {
-    clearTimeout(timer);
-    if (options.signal) options.signal.removeEventListener("abort", onAbort);
+    limit.done();
   }
-  return { peerConnection: pc, dataChannel: channel, close };
+  return { transport: "webrtc", peerConnection: pc, dataChannel: channel, socket: null, close };
+}
+
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
+
+/** Whether `url` may carry the key: wss:, or ws: to this computer only. */
+export function websocketUrlAllowed(url) {
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch (e) {
+    return false;
+  }
+  if (parsed.protocol === "wss:") return true;
+  return parsed.protocol === "ws:" && LOOPBACK.test(parsed.hostname);
+}
+
+function base64(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+async function connectWebSocket(connect, secret, mediaStream, callbacks, options) {
+  const url = connect.websocket_url;
+  if (!url) throw new RtSessionsError("connection_failed", "The session has no WebSocket address.");
+  if (!websocketUrlAllowed(url)) {
+    throw new RtSessionsError(
+      "connection_failed",
+      "The transcription service's WebSocket address is not encrypted (wss: is required except on this computer).",
+    );
+  }
+  let context = null, source = null, worklet = null, socket = null;
+  let closed = false, opened = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    if (worklet) {
+      try { worklet.port.postMessage("stop"); } catch (e) { /* already gone */ }
+      worklet.port.onmessage = null;
+      worklet.disconnect();
+    }
+    if (source) source.disconnect();
+    if (context && context.state !== "closed") context.close().catch(() => {});
+    if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000);
+    notifyState(callbacks, "closed");
+  };
+  const fail = (code, message, extra) => {
+    close();
+    return new RtSessionsError(code, message, extra);
+  };
+  const onEvent = eventHandler(callbacks);
+  const limit = deadline(options);
+  try {
+    notifyState(callbacks, "connecting");
+    // The browser resamples the microphone to the context's rate: 24 kHz, what the Realtime API takes.
+    try {
+      context = new AudioContext({ sampleRate: 24000 });
+      await context.audioWorklet.addModule(settings.workletUrl);
+      source = context.createMediaStreamSource(mediaStream);
+      worklet = new AudioWorkletNode(context, "rt-sessions-pcm16", {
+        numberOfInputs: 1,
+        numberOfOutputs: 1,
+        channelCount: 1,
+        channelCountMode: "explicit",
+        processorOptions: { frameSamples: 2400 },
+      });
+    } catch (error) {
+      throw fail("connection_failed", "This browser could not capture the microphone as 24 kHz audio.", { cause: error });
+    }
+    await new Promise((resolve, reject) => {
+      const protocols = ["realtime", "openai-insecure-api-key." + secret.value];
+      if (connect.api === "beta") protocols.push("openai-beta.realtime-v1");
+      try {
+        socket = new WebSocket(url, protocols);
+      } catch (error) {
+        reject(fail("connection_failed", "The transcription service's WebSocket address is not usable.", { cause: error }));
+        return;
+      }
+      const onDeadline = () => {
+        if (options.signal && options.signal.aborted) reject(fail("aborted", "Cancelled."));
+        else reject(fail("connection_failed", "The transcription service did not answer in time."));
+      };
+      limit.signal.addEventListener("abort", onDeadline, { once: true });
+      socket.addEventListener("open", () => {
+        limit.signal.removeEventListener("abort", onDeadline);
+        if (closed) return;
+        opened = true;
+        resolve();
+      });
+      socket.addEventListener("message", (message) => {
+        if (!closed && typeof message.data === "string") onEvent(message.data);
+      });
+      socket.addEventListener("close", () => {
+        limit.signal.removeEventListener("abort", onDeadline);
+        if (closed) return;
+        if (!opened) {
+          // A browser does not say why an upgrade failed: an invalid, expired or used key looks the same.
+          reject(fail("connection_failed", "The transcription service refused the connection."));
+          return;
+        }
+        if (callbacks.onError) callbacks.onError(new RtSessionsError("connection_failed", "The connection was lost."));
+        close();
+      });
+    });
+    worklet.port.onmessage = (message) => {
+      if (message.data instanceof ArrayBuffer) {
+        if (socket.readyState === WebSocket.OPEN) {
+          socket.send(JSON.stringify({ type: "input_audio_buffer.append", audio: base64(message.data) }));
+        }
+      } else if (message.data && message.data.sampleRate && message.data.sampleRate !== 24000) {
+        if (callbacks.onError) {
+          callbacks.onError(new RtSessionsError("connection_failed", "The browser did not capture audio at 24 kHz."));
+        }
+        close();
+      }
+    };
+    source.connect(worklet);
+    worklet.connect(context.destination);  // silent (the worklet writes no output): keeps it pulled
+    if (context.state === "suspended") await context.resume();
+    notifyState(callbacks, "connected");
+  } catch (error) {
+    if (error instanceof RtSessionsError) throw error;
+    throw fail("connection_failed", "Could not set up the connection.", { cause: error });
+  } finally {
+    limit.done();
+  }
+  return { transport: "websocket", peerConnection: null, dataChannel: null, socket, close };
 }
 
 /**
@@ -385,20 +608,22 @@ export async function connectTranscription(session, mediaStream, callbacks = {},
  *
  * @param {SessionRequest} [params]
  * @param {TranscriptionCallbacks} [callbacks]
- * @param {RequestOptions & {audio?: MediaTrackConstraints|boolean}} [options]
+ * @param {RequestOptions & {audio?: MediaTrackConstraints|boolean, transport?: "auto"|"webrtc"|"websocket",
+ *   timeoutMs?: number}} [options]
  * @returns {Promise<{session: TranscriptionSession, stream: MediaStream, connection: TranscriptionConnection,
- *   close: () => void}>}
+ *   close: () => void}>}  `close()` ends everything: the connection (socket or peer connection), the
+ *   AudioWorklet, and the microphone's tracks.
  * @throws {RtSessionsError}
  */
 export async function startTranscription(params = {}, callbacks = {}, options = {}) {
   const checkAborted = () => {
     if (options.signal && options.signal.aborted) throw new RtSessionsError("aborted", "Cancelled.");
   };
-  if (callbacks.onStatus) callbacks.onStatus("microphone");
+  notifyState(callbacks, "microphone");
   const stream = await getMicrophone(options.audio ?? true);
   try {
     checkAborted();
-    if (callbacks.onStatus) callbacks.onStatus("session");
+    notifyState(callbacks, "session");
     const session = await createSession(params, options);
     if (callbacks.onSession) callbacks.onSession(session);
     checkAborted();
