@@ -549,14 +549,21 @@ def build_servers(
     args: argparse.Namespace, python: str, upstream: str, database_url: str, redis_url: str, threads: int
 ) -> dict[str, Server]:
     common = common_environment(upstream)
-    gunicorn = [python, "-m", "gunicorn", "-c", str(ROOT / "example_project" / "gunicorn.conf.py")]
+    # RT_BENCH_GUNICORN_CONF: another gunicorn configuration for every Python server (experiments).
+    config = os.environ.get("RT_BENCH_GUNICORN_CONF") or str(ROOT / "example_project" / "gunicorn.conf.py")
+    gunicorn = [python, "-m", "gunicorn", "-c", config]
     servers: dict[str, Server] = {}
-    for name in args.servers:
+    names = [*args.servers, *(["ours-b"] if args.ours_b else [])]
+    for name in names:
         port = free_port()
         base = f"http://{HOST}:{port}"
         own_upstream = {**common, "OPENAI_BASE_URL": upstream_base(upstream, name)}
-        if name == "ours":
-            env = ours_environment(own_upstream, args.ours_src, database_url, redis_url, port)
+        if name in ("ours", "ours-b"):
+            src = args.ours_src if name == "ours" else args.ours_b
+            env = ours_environment(own_upstream, src, database_url, redis_url, port)
+            env["RT_BENCH_APP_NAME"] = name
+            if name == "ours-b":
+                env.update(args.ours_b_env)
             servers[name] = Server(
                 name,
                 [*gunicorn, "example_project.wsgi:application"],
@@ -564,7 +571,7 @@ def build_servers(
                 base,
                 API_PATH,
                 json.dumps({"preset": BENCH_PRESET}),
-                cwd=args.ours_src.resolve(),
+                cwd=src.resolve(),
                 django=True,
                 ready_path="/accounts/login/",
             )
@@ -722,7 +729,7 @@ def check_audit(pg: probes.Postgres, stats: dict[str, Any], answered: int) -> tu
     outcomes = pg.audit_outcomes()
     issued = outcomes.get("issued", 0)
     other = sum(v for k, v in outcomes.items() if k != "issued")
-    keys = stats.get("by_caller", {}).get("ours", 0)
+    keys = sum(n for caller, n in stats.get("by_caller", {}).items() if caller in ("ours", "ours-b"))
     text = (
         f"audit rows equal the requests served: {issued} issued rows, {other} others; the upstream handed"
         f" ours {keys} keys; clients counted {answered} 201s (wrk stops with requests in flight)"
@@ -742,6 +749,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--delays", default="0,300", help="upstream delays in ms (default 0,300)")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"any of {','.join(SERVERS)}")
     parser.add_argument("--ours-src", type=Path, default=ROOT, help="a checkout to run ours from (A/B tries)")
+    parser.add_argument(
+        "--ours-b",
+        type=Path,
+        help="A/B tries: also run the example project from this checkout, as server ours-b, after ours",
+    )
+    parser.add_argument(
+        "--ours-b-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for ours-b only (repeatable), e.g. an experiment knob",
+    )
     parser.add_argument(
         "--best-threads",
         type=int,
@@ -770,7 +789,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     given = {s for s in args.servers.split(",") if s}
     args.servers = [s for s in SERVERS if s in given]  # always in SERVERS' order
     args.profile_servers = [s for s in args.profile_servers.split(",") if s]
-    unknown = (given | set(args.profile_servers)) - set(SERVERS)
+    args.ours_b_env = dict(item.split("=", 1) for item in args.ours_b_env)
+    if (args.ours_b or args.ours_b_env) and "ours" not in args.servers:
+        parser.error("--ours-b runs beside ours: include ours in --servers")
+    if args.ours_b_env and not args.ours_b:
+        args.ours_b = args.ours_src
+    unknown = (given | set(args.profile_servers)) - {*SERVERS, "ours-b"}
     if unknown or not args.servers:
         parser.error(f"unknown servers: {', '.join(sorted(unknown)) or '-'} (known: {', '.join(SERVERS)})")
     return args
@@ -869,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
                         cookie, csrf = login(server.base)
                     server.signed_in(cookie, csrf)
                 check_one(server.url, server.headers(), server.body.encode())
-                if server.name == "ours":
+                if server.name in ("ours", "ours-b"):
                     answered_by_ours += 1
             finally:
                 procs.stop(server.name)
@@ -888,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
                 for server in servers.values():
                     result = run_one(procs, server, delay, clients, args, pg, redis_process, profiler)
                     results.append(result)
-                    if server.name == "ours":
+                    if server.name in ("ours", "ours-b"):
                         answered_by_ours += result.ok + result.warmup_ok
         if pg is not None and "ours" in servers:
             verdicts.append(check_audit(pg, upstream_stats(upstream), answered_by_ours))

@@ -29,7 +29,7 @@ PIECES: list[tuple[str, str]] = [
     ("user query (auth)", r"^get_user \(django/contrib/auth/__init__"),
     ("DRF: request, negotiation, response", r"^APIView\.dispatch \(rest_framework/"),
     ("DRF: request, negotiation, response", r"^\w+\.finalize_response \(rest_framework/"),
-    ("DRF: its own CSRF check (SessionAuthentication)", r"^SessionAuthentication\.enforce_csrf \(rest_framework/"),
+    ("DRF: its own CSRF check", r"^SessionAuthentication\.enforce_csrf \(rest_framework/"),
     ("DRF: JSON rendering", r"^JSONRenderer\.render \(rest_framework/"),
     ("view: body, context", r"^TranscriptionSessionView\.post \(django_rt_sessions/views"),
     ("issuing: service (validation, overrides, body)", r"^issue_session \(django_rt_sessions/issuing"),
