@@ -468,7 +468,8 @@ def measure(
     pid: int,
     services: dict[str, probes.CpuOf] | None = None,
 ) -> Result:
-    """One wrk run against url; CPU of the server's process tree (pid) and of each service's processes."""
+    """One wrk run against url; CPU of the server's process tree (pid) and of each service's processes
+    during the run, per 201 answer of the run."""
     services = services or {}
     cpu_before = tree_cpu_seconds(pid)
     for probe in services.values():
@@ -476,7 +477,16 @@ def measure(
     data = run_wrk(url, clients, seconds, env)
     cpu = tree_cpu_seconds(pid) - cpu_before
     service_cpu = {name: probe.stop() for name, probe in services.items()}
-    result = Result(
+    result = result_of(server, delay, clients, data)
+    if result.ok:
+        result.cpu_ms_per_token = cpu * 1000 / result.ok
+        result.service_cpu_ms_per_token = {k: v * 1000 / result.ok for k, v in service_cpu.items()}
+    return result
+
+
+def result_of(server: str, delay: int, clients: int, data: dict[str, Any]) -> Result:
+    """A Result from wrk's answer (bench/wrk_post.lua's JSON line)."""
+    return Result(
         server=server,
         delay_ms=delay,
         clients=clients,
@@ -489,10 +499,20 @@ def measure(
         p99_ms=data["latency_us"]["p99"] / 1000,
         max_ms=data["latency_us"]["max"] / 1000,
     )
-    if result.ok:
-        result.cpu_ms_per_token = cpu * 1000 / result.ok
-        result.service_cpu_ms_per_token = {k: v * 1000 / result.ok for k, v in service_cpu.items()}
-    return result
+
+
+def drained(issued: Any, timeout: float = 30.0) -> int:
+    """Wait until the keys handed out stop growing (the requests in flight when wrk stopped have ended)."""
+    deadline = time.monotonic() + timeout
+    last, since = issued(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = issued()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 0.6:
+            break
+    return last
 
 
 def set_delay(upstream: str, delay_ms: int) -> None:
@@ -682,10 +702,11 @@ def print_table(results: list[Result], servers: list[str]) -> None:
             cells = " ".join(f"{fmt_ratio(ratio(by_key, p, delay, clients)):>14}" for p in peers)
             print(f"{delay:>5} {clients:>7}  {cells} {ours.p99_ms:12.0f}")
     print(
-        "\ntokens/s: 201 answers per second; bad: non-201 answers plus socket errors and timeouts. CPU per"
-        " issued token, from /proc: the server's processes; its PostgreSQL backends (by application_name);"
-        " the whole redis-server process (other clients of the same Redis count too); the upstream's and"
-        " wrk's CPU is in none of them."
+        "\ntokens/s: 201 answers per second of the measured run; bad: non-201 answers plus socket errors and"
+        " timeouts. CPU per issued token, from /proc, from the warm-up's start until the last request in"
+        " flight ended, per key the upstream handed the server: its processes; its PostgreSQL backends (by"
+        " application_name); the whole redis-server process (other clients of the same Redis count too);"
+        " the upstream's and wrk's CPU is in none of them."
     )
 
 
@@ -910,7 +931,9 @@ def main(argv: list[str] | None = None) -> int:
             set_delay(upstream, delay)
             for clients in args.concurrency:
                 for server in servers.values():
-                    result = run_one(procs, server, delay, clients, args, pg, redis_process, profiler)
+                    result = run_one(
+                        procs, server, delay, clients, args, pg, redis_process, profiler, upstream
+                    )
                     results.append(result)
                     if server.name in ("ours", "ours-b"):
                         answered_by_ours += result.ok + result.warmup_ok
@@ -949,36 +972,56 @@ def run_one(
     pg: probes.Postgres | None,
     redis_process: int,
     profiler: Profiler | None,
+    upstream: str,
 ) -> Result:
-    """Start the server, warm it up, measure it (with its services' CPU), stop it."""
+    """Start the server, warm it up, measure it, let the requests in flight end, stop it.
+
+    Tokens/s and latencies are the measured run's (wrk's). The CPU per token is that of the server's
+    processes (and of its PostgreSQL backends and Redis) from the warm-up's start until the last request
+    in flight has ended, divided by the keys the upstream handed this server meanwhile: at high
+    concurrency many requests are still in flight when wrk stops, and their CPU belongs to them.
+    """
     proc = start(procs, server)
     try:
-        warm: dict[str, Any] = {}
-        if args.warmup > 0:
-            warm = run_wrk(server.url, clients, args.warmup, server.wrk_env)
+
+        def issued() -> int:
+            return int(upstream_stats(upstream)["by_caller"].get(server.name, 0))
+
         services: dict[str, probes.CpuOf] = {}
         if server.django and pg is not None:
             app_name, postgres = server.name, pg
             services["postgres"] = probes.CpuOf(lambda: postgres.backend_pids(app_name))
             services["redis"] = probes.CpuOf(lambda: [redis_process])
+        cpu_before, keys_before = tree_cpu_seconds(proc.pid), issued()
+        for probe in services.values():
+            probe.start()
+        warm: dict[str, Any] = {}
+        if args.warmup > 0:
+            warm = run_wrk(server.url, clients, args.warmup, server.wrk_env)
         spy = None
         if profiler is not None and server.name in args.profile_servers:
             spy = profiler.record(proc.pid, f"{server.name}-{delay}ms-{clients}c", args.duration)
-        result = measure(
-            server.name, server.url, delay, clients, args.duration, server.wrk_env, proc.pid, services
+        result = result_of(
+            server.name, delay, clients, run_wrk(server.url, clients, args.duration, server.wrk_env)
         )
+        keys = drained(issued) - keys_before
+        cpu = tree_cpu_seconds(proc.pid) - cpu_before
+        service_cpu = {name: probe.stop() for name, probe in services.items()}
         if spy is not None:
             spy.wait(timeout=120)
             result.profiled = True
         result.warmup_ok = warm.get("statuses", {}).get("201", 0)
+        if keys > 0:
+            result.cpu_ms_per_token = cpu * 1000 / keys
+            result.service_cpu_ms_per_token = {k: v * 1000 / keys for k, v in service_cpu.items()}
     finally:
         procs.stop(server.name)
     bad = {k: v for k, v in result.statuses.items() if k != "201"}
     socket_errors = {k: v for k, v in result.errors.items() if v and k != "status"}
-    cpu = fmt_ms(result.cpu_ms_per_token)
+    cpu_text = fmt_ms(result.cpu_ms_per_token)
     print(
         f"  {server.name:13} delay {delay:4d} ms  clients {clients:4d}: {result.rps:7.0f} tokens/s"
-        f"  p50 {result.p50_ms:6.0f} ms  p99 {result.p99_ms:6.0f} ms  cpu {cpu} ms/token"
+        f"  p50 {result.p50_ms:6.0f} ms  p99 {result.p99_ms:6.0f} ms  cpu {cpu_text} ms/token"
         + (f"  non-201 {bad}" if bad else "")
         + (f"  errors {socket_errors}" if socket_errors else ""),
         flush=True,
