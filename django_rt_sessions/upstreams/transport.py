@@ -1,15 +1,23 @@
 """HTTP transport to the upstream: one pooled keep-alive `requests.Session` per thread.
 
 A `requests.Session` is not documented as thread-safe, and gunicorn's gthread workers serve requests on
-many threads, so each thread keeps its own (and so its own keep-alive pool). Retries are urllib3's:
-connection failures and 5xx answers only, with backoff; never a read error or timeout (the upstream may
-already have created a session and we would pay twice), never a 4xx, never a 429.
+many threads, so each thread keeps its own (and so its own keep-alive pool). Under gevent's
+monkey-patching (the documented deployment's gevent workers) a "thread" of `threading.local` is a
+greenlet, one per client connection: a session per greenlet would open a new connection to the upstream
+(TCP and TLS handshakes, a DNS lookup through gevent's thread pool) for every new client connection. So
+the greenlets of one OS thread share that thread's session, whose pool holds a connection for every
+greenlet that may be calling at once (greenlets switch only where they wait for I/O, never inside the
+session's bookkeeping). Retries are urllib3's: connection failures and 5xx answers only, with backoff;
+never a read error or timeout (the upstream may already have created a session and we would pay twice),
+never a 4xx, never a 429.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import threading
+from collections.abc import Callable
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -18,11 +26,27 @@ from urllib3.util.retry import Retry
 RETRY_STATUSES = frozenset(range(500, 600))
 BACKOFF_FACTOR = 0.2  # 0 s, 0.4 s, 0.8 s … between retries
 BACKOFF_MAX = 2.0
+THREAD_POOL_SIZE = 4  # a thread makes one call at a time
+# Greenlets of one thread calling at once: gunicorn's worker_connections (example_project/gunicorn.conf.py).
+# Connections are opened only as calls overlap; beyond the size urllib3 would open and discard extras.
+GREENLET_POOL_SIZE = 1000
 
-_local = threading.local()
+_local = threading.local()  # per greenlet under gevent
+_greenlet_sessions: dict[tuple[int, int], requests.Session] = {}
+_patched_get_ident: list[Callable[[], int]] = []  # the OS thread's get_ident, once gevent has patched
 
 
-def _build_session(max_retries: int) -> requests.Session:
+def _os_thread_ident() -> Callable[[], int] | None:
+    """The OS thread's `get_ident` when gevent has patched threading (greenlets share threads), else None."""
+    if not _patched_get_ident:
+        monkey = sys.modules.get("gevent.monkey")
+        if monkey is None or not monkey.is_module_patched("threading"):
+            return None
+        _patched_get_ident.append(monkey.get_original("_thread", "get_ident"))
+    return _patched_get_ident[0]
+
+
+def _build_session(max_retries: int, pool_size: int = THREAD_POOL_SIZE) -> requests.Session:
     retry = Retry(
         total=max_retries,
         connect=max_retries,
@@ -41,7 +65,7 @@ def _build_session(max_retries: int) -> requests.Session:
     # Not per request: requests would otherwise scan os.environ for proxy settings and look for ~/.netrc
     # on every call (a tenth of the request's CPU). Proxies from the environment are read once per URL.
     session.trust_env = False
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
@@ -54,7 +78,14 @@ def proxies_for(url: str) -> dict[str, str]:
 
 
 def get_session(max_retries: int) -> requests.Session:
-    """This thread's pooled session for the given retry budget."""
+    """This thread's pooled session for the given retry budget (under gevent: the OS thread's)."""
+    os_thread = _os_thread_ident()
+    if os_thread is not None:
+        key = (os_thread(), max_retries)
+        shared = _greenlet_sessions.get(key)
+        if shared is None:
+            shared = _greenlet_sessions[key] = _build_session(max_retries, GREENLET_POOL_SIZE)
+        return shared
     sessions: dict[int, requests.Session] | None = getattr(_local, "sessions", None)
     if sessions is None:
         sessions = _local.sessions = {}
@@ -69,3 +100,7 @@ def close_sessions() -> None:
     for session in getattr(_local, "sessions", {}).values():
         session.close()
     _local.sessions = {}
+    os_thread = _os_thread_ident()
+    if os_thread is not None:
+        for key in [key for key in _greenlet_sessions if key[0] == os_thread()]:
+            _greenlet_sessions.pop(key).close()
