@@ -13,10 +13,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from bench import load
+from django_rt_sessions.upstreams import transport
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLS = 20  # greenlets calling at once, twice
@@ -100,3 +103,53 @@ def test_greenlets_of_a_thread_share_one_pool_of_upstream_connections(fast_upstr
     assert seen["discarded"] == []
     assert seen["other_thread"] and seen["other_thread"] != [seen["main"]]  # a real thread has its own
     assert seen["closed_then_new"]
+
+
+class _Key(requests.auth.AuthBase):
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = "Bearer sk-test"
+        return request
+
+
+def _call(session: requests.Session, url: str, **extra: Any) -> requests.Response:
+    return session.post(
+        url,
+        json={"session": {"type": "transcription"}, "note": "é"},
+        headers={"Content-Type": "application/json", "OpenAI-Project": "proj_1", "Accept-Encoding": None},
+        auth=_Key(),
+        timeout=(2, 5),
+        allow_redirects=False,
+        proxies={},
+        **extra,
+    )
+
+
+def test_the_upstream_session_sends_what_requests_own_path_sends(openai_standin: Any) -> None:
+    """The fast path of UpstreamSession.request: the same request on the wire as Session.request's."""
+    fast = transport._build_session(0)
+    plain = requests.Session()
+    plain.trust_env = False
+    for session in (fast, plain):
+        session.cookies.set("cf", "abc", domain="127.0.0.1", path="/")
+        assert _call(session, f"{openai_standin.base_url}/realtime/client_secrets").status_code == 401
+
+    sent_fast, sent_plain = openai_standin.requests
+    assert (sent_fast.method, sent_fast.path, sent_fast.body) == (
+        sent_plain.method,
+        sent_plain.path,
+        sent_plain.body,
+    )
+    assert sent_fast.headers == sent_plain.headers
+    assert sent_fast.headers["cookie"] == "cf=abc"
+    assert sent_fast.headers["authorization"] == "Bearer sk-test"
+    assert sent_fast.headers["accept-encoding"] == "identity"  # None removed requests' own; http.client's
+    assert sent_fast.headers["user-agent"].startswith("python-requests/")
+
+
+def test_calls_the_fast_path_does_not_cover_go_through_requests(openai_standin: Any) -> None:
+    fast = transport._build_session(0)
+    response = _call(fast, f"{openai_standin.base_url}/realtime/client_secrets", params={"q": "1"})
+    assert response.status_code == 401
+    [sent] = openai_standin.requests
+    assert sent.path == "/v1/realtime/client_secrets"
+    assert response.url.endswith("/v1/realtime/client_secrets?q=1")
