@@ -104,6 +104,7 @@ class Result:
     # CPU per issued (201) token: the server's process tree, and each service's ("postgres", "redis").
     cpu_ms_per_token: float | None = None
     service_cpu_ms_per_token: dict[str, float] = field(default_factory=dict)
+    system_share: float | None = None  # of the server's CPU, the kernel's (system time)
     warmup_ok: int = 0  # 201s of the warm-up before the run
     profiled: bool = False
 
@@ -666,7 +667,7 @@ def print_table(results: list[Result], servers: list[str]) -> None:
     configs = sorted({(r.delay_ms, r.clients) for r in results})
     header = (
         f"{'delay':>5} {'clients':>7}  {'server':13} {'tokens/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'bad':>5}"
-        f"  {'server':>6} {'postgres':>8} {'redis':>6} {'total':>6}"
+        f"  {'server':>6} {'(kernel)':>8} {'postgres':>8} {'redis':>6} {'total':>6}"
     )
     print("\n" + " " * 58 + "CPU ms per issued token")
     print(header)
@@ -683,9 +684,12 @@ def print_table(results: list[Result], servers: list[str]) -> None:
                 total = r.cpu_ms_per_token + sum(services.values())
             lead = f"{delay:>5} {clients:>7}" if first else " " * 13
             first = False
+            kernel = None
+            if r.cpu_ms_per_token is not None and r.system_share is not None:
+                kernel = r.cpu_ms_per_token * r.system_share
             print(
                 f"{lead}  {server + (' (profiled)' if r.profiled else ''):13} {r.rps:8.0f} {r.p50_ms:7.0f}"
-                f" {r.p99_ms:7.0f} {r.failures:5d}  {fmt_ms(r.cpu_ms_per_token):>6}"
+                f" {r.p99_ms:7.0f} {r.failures:5d}  {fmt_ms(r.cpu_ms_per_token):>6} {fmt_ms(kernel):>8}"
                 f" {fmt_ms(services.get('postgres')):>8} {fmt_ms(services.get('redis')):>6}"
                 f" {fmt_ms(total):>6}"
             )
@@ -704,7 +708,8 @@ def print_table(results: list[Result], servers: list[str]) -> None:
     print(
         "\ntokens/s: 201 answers per second of the measured run; bad: non-201 answers plus socket errors and"
         " timeouts. CPU per issued token, from /proc, from the warm-up's start until the last request in"
-        " flight ended, per key the upstream handed the server: its processes; its PostgreSQL backends (by"
+        " flight ended, per key the upstream handed the server: its processes (of which in the kernel:"
+        " system time, mostly socket calls); its PostgreSQL backends (by"
         " application_name); the whole redis-server process (other clients of the same Redis count too);"
         " the upstream's and wrk's CPU is in none of them."
     )
@@ -843,6 +848,9 @@ class Profiler:
                 "--output",
                 str(output),
                 "--nonblocking",
+                # Only samples holding the GIL: a greenlet in a socket call, or preempted in one by the
+                # process it woke, is not running Python (its kernel time is in load.py's system time).
+                "--gil",
                 "--format",
                 "raw",
             ],
@@ -992,7 +1000,7 @@ def run_one(
             app_name, postgres = server.name, pg
             services["postgres"] = probes.CpuOf(lambda: postgres.backend_pids(app_name))
             services["redis"] = probes.CpuOf(lambda: [redis_process])
-        cpu_before, keys_before = tree_cpu_seconds(proc.pid), issued()
+        cpu_before, keys_before = probes.tree_cpu_split(proc.pid), issued()
         for probe in services.values():
             probe.start()
         warm: dict[str, Any] = {}
@@ -1005,7 +1013,10 @@ def run_one(
             server.name, delay, clients, run_wrk(server.url, clients, args.duration, server.wrk_env)
         )
         keys = drained(issued) - keys_before
-        cpu = tree_cpu_seconds(proc.pid) - cpu_before
+        user_after, system_after = probes.tree_cpu_split(proc.pid)
+        user, system = user_after - cpu_before[0], system_after - cpu_before[1]
+        cpu = user + system
+        result.system_share = system / cpu if cpu else None
         service_cpu = {name: probe.stop() for name, probe in services.items()}
         if spy is not None:
             spy.wait(timeout=120)

@@ -32,20 +32,26 @@ def process_cpu_seconds(pid: int) -> float:
     return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / TICK
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its descendants, including children it has reaped."""
-    total = 0.0
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and its descendants, including children it has reaped."""
+    user = system = 0.0
     todo = [pid]
     while todo:
         current = todo.pop()
         fields = _stat_fields(current)
         if fields is None:
             continue
-        total += sum(int(v) for v in fields[11:15]) / TICK  # utime stime cutime cstime
+        user += (int(fields[11]) + int(fields[13])) / TICK  # utime cutime
+        system += (int(fields[12]) + int(fields[14])) / TICK  # stime cstime
         for task in Path(f"/proc/{current}/task").glob("*/children"):
             with contextlib.suppress(OSError):
                 todo.extend(int(c) for c in task.read_text().split())
-    return total
+    return user, system
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants, including children it has reaped."""
+    return sum(tree_cpu_split(pid))
 
 
 class CpuOf:
