@@ -8,8 +8,9 @@ bench/load.py measures servers under load on a shared machine, where wrk, the up
 Redis compete for the cores and the figures move by ±15 % between runs. This measures each view's own
 cost: it calls Django's WSGI application directly (under gevent's monkey-patching, like the documented
 deployment's workers), with a logged-in session cookie and a CSRF token, against bench/fast_upstream.py
-answering at once, and reads the process's CPU time (and that of its PostgreSQL backend and of Redis,
-from /proc) per request: the median of several rounds. The views are the cost ladder's rungs
+answering at once, after the gunicorn configuration's worker hook (post_worker_init), and reads the
+process's CPU time (and that of its PostgreSQL backend and of Redis, from /proc) per request: the
+median of several rounds. The views are the cost ladder's rungs
 (bench/ladder_urls.py, each adding one piece of the work), ours (the real endpoint) and the
 hand-written peer (bench/handwritten/), so the differences between them are what each piece costs.
 
@@ -23,6 +24,7 @@ import argparse
 import io
 import json
 import os
+import runpy
 import shutil
 import statistics
 import subprocess
@@ -120,7 +122,7 @@ def child(spec: dict[str, Any]) -> int:
     from gevent import monkey
 
     monkey.patch_all()
-    sys.path.insert(0, spec["root"])
+    sys.path.insert(0, spec["src"])  # the checkout measured: its app, its example project, its bench/
     view = spec["view"]
     settings_module = {"peer": "bench.handwritten.settings"}.get(view, "bench.ladder_settings")
     path = {"ours": "/rt/transcription-sessions/", "peer": "/token/"}.get(view, f"/ladder/{view}/")
@@ -134,6 +136,12 @@ def child(spec: dict[str, Any]) -> int:
     import django
 
     django.setup()
+    # What a gunicorn worker of the documented deployment runs once the app is loaded (gc tuning).
+    worker_hook = runpy.run_path(str(Path(spec["src"]) / "example_project" / "gunicorn.conf.py")).get(
+        "post_worker_init"
+    )
+    if worker_hook is not None:
+        worker_hook(None)
     from django.contrib.auth import get_user_model
     from django.core.wsgi import get_wsgi_application
     from django.db import connections
