@@ -688,7 +688,7 @@ def print_table(results: list[Result], servers: list[str]) -> None:
             if r.cpu_ms_per_token is not None and r.system_share is not None:
                 kernel = r.cpu_ms_per_token * r.system_share
             print(
-                f"{lead}  {server + (' (profiled)' if r.profiled else ''):13} {r.rps:8.0f} {r.p50_ms:7.0f}"
+                f"{lead}  {server + ('*' if r.profiled else ''):13} {r.rps:8.0f} {r.p50_ms:7.0f}"
                 f" {r.p99_ms:7.0f} {r.failures:5d}  {fmt_ms(r.cpu_ms_per_token):>6} {fmt_ms(kernel):>8}"
                 f" {fmt_ms(services.get('postgres')):>8} {fmt_ms(services.get('redis')):>6}"
                 f" {fmt_ms(total):>6}"
@@ -711,7 +711,7 @@ def print_table(results: list[Result], servers: list[str]) -> None:
         " flight ended, per key the upstream handed the server: its processes (of which in the kernel:"
         " system time, mostly socket calls); its PostgreSQL backends (by"
         " application_name); the whole redis-server process (other clients of the same Redis count too);"
-        " the upstream's and wrk's CPU is in none of them."
+        " the upstream's and wrk's CPU is in none of them. *: recorded by py-spy meanwhile (slower)."
     )
 
 

@@ -116,3 +116,27 @@ def test_cpu_of_counts_what_a_process_used_in_between() -> None:
         sum(range(10_000))
     assert probe.stop() > 0
     assert probes.CpuOf(lambda: [2**22 + 12345]).stop() == 0  # a process that does not exist
+
+
+def test_profile_summary_gives_a_sample_to_its_deepest_piece(tmp_path: Any) -> None:
+    from bench import profile_summary
+
+    handler = "WSGIHandler.__call__ (django/core/handlers/wsgi.py:124)"
+    user = "get_user (django/contrib/auth/__init__.py:295)"
+    checkout = "ConnectionPool.getconn (psycopg_pool/pool.py:194)"
+    call = "UpstreamSession.request (/srv/app/django_rt_sessions/upstreams/transport.py:90)"
+    leaf = "Cursor.execute (psycopg/cursor.py:97)"
+    profile = tmp_path / "ours.txt"
+    profile.write_text(
+        f'process 1:"gunicorn";{handler};{user};{leaf} 3\n'
+        f'process 1:"gunicorn";{handler};{user};{checkout};{leaf} 1\n'
+        f'process 1:"gunicorn";{handler};{call};{leaf} 4\n'
+        'process 1:"gunicorn";Hub.run (gevent/hub.py:647) 2\n'
+    )
+    counts = profile_summary.summarise(profile)
+    assert counts == {
+        "user query (auth)": 3,
+        "pool checkout (+ health check)": 1,
+        "upstream call (requests, urllib3)": 4,
+        profile_summary.OUTSIDE: 2,
+    }
