@@ -8,7 +8,10 @@ Plain asyncio (no dependency): HTTP/1.1 with keep-alive, answers every POST whos
 `session` echoed back with an id). The delay can be changed while it runs, without a restart:
 
     POST /__bench/delay?ms=300        (answers 204)
-    GET  /__bench/stats               (answers {"requests": N, "delay_ms": D})
+    GET  /__bench/stats               (answers {"requests": N, "by_caller": {"ours": N, …}, "delay_ms": D})
+
+Each server under test is given its own base URL, `http://127.0.0.1:PORT/<caller>/v1`: `by_caller` counts
+the keys handed out to each, so that bench/load.py can compare them with the audit rows written.
 
 Unlike `django_rt_sessions.testing` (the stand-in the tests use), it validates nothing: it exists to be
 cheap, so that the load generator and the servers under test get the CPU. Loopback only.
@@ -33,6 +36,14 @@ class State:
     def __init__(self, delay_ms: float) -> None:
         self.delay = delay_ms / 1000
         self.requests = 0
+        self.by_caller: dict[str, int] = {}
+
+    def count(self, path: str) -> None:
+        """Count one key handed out, under the path's first segment when the base URL has one."""
+        self.requests += 1
+        first = path.lstrip("/").split("/", 1)[0]
+        caller = "" if first == "v1" else first
+        self.by_caller[caller] = self.by_caller.get(caller, 0) + 1
 
 
 def _response(status: str, body: bytes, keep_alive: bool, content_type: str = "application/json") -> bytes:
@@ -97,15 +108,20 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sta
             keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
             url = urlsplit(target)
             if method == "POST" and url.path.endswith("/realtime/client_secrets"):
-                state.requests += 1
                 if state.delay > 0:
                     await asyncio.sleep(state.delay)
+                state.count(url.path)  # when answered: a key handed out
                 writer.write(_response("200 OK", client_secret_body(body), keep_alive))
             elif method == "POST" and url.path == "/__bench/delay":
                 state.delay = float(parse_qs(url.query).get("ms", ["0"])[0]) / 1000
                 writer.write(_response("204 No Content", b"", keep_alive))
             elif method == "GET" and url.path == "/__bench/stats":
-                stats = {"requests": state.requests, "delay_ms": state.delay * 1000, "pid": os.getpid()}
+                stats = {
+                    "requests": state.requests,
+                    "by_caller": state.by_caller,
+                    "delay_ms": state.delay * 1000,
+                    "pid": os.getpid(),
+                }
                 writer.write(_response("200 OK", json.dumps(stats).encode(), keep_alive))
             else:
                 error = {"error": {"message": "Not found", "type": "invalid_request_error", "code": None}}

@@ -29,7 +29,7 @@ BODY = {
             "input": {
                 "format": {"type": "audio/pcm", "rate": 24000},
                 "noise_reduction": {"type": "near_field"},
-                "transcription": {"model": "gpt-4o-transcribe", "language": "en", "prompt": ""},
+                "transcription": {"model": "gpt-live-transcribe", "language": "en", "prompt": ""},
                 "turn_detection": {
                     "type": "server_vad",
                     "threshold": 0.5,
@@ -49,7 +49,8 @@ HEADERS = {
 _local = threading.local()
 
 
-def _session() -> requests.Session:
+def pooled_session() -> requests.Session:
+    """This thread's keep-alive `requests.Session` (one per thread: it is not documented as thread-safe)."""
     session = getattr(_local, "session", None)
     if session is None:
         session = _local.session = requests.Session()
@@ -67,7 +68,9 @@ def application(environ, start_response):  # type: ignore[no-untyped-def]
     length = int(environ.get("CONTENT_LENGTH") or 0)
     environ["wsgi.input"].read(min(length, 8192))
     try:
-        upstream = _session().post(URL, json=BODY, headers=HEADERS, timeout=(3.05, 10), allow_redirects=False)
+        upstream = pooled_session().post(
+            URL, json=BODY, headers=HEADERS, timeout=(3.05, 10), allow_redirects=False
+        )
         status = "201 Created" if upstream.status_code == 200 else "502 Bad Gateway"
         body = upstream.content
     except requests.RequestException:

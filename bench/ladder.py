@@ -152,7 +152,7 @@ def print_ladder(results: list[load.Result], configs: list[tuple[int, int]]) -> 
         for rung, rps in median.items():
             mine = [r for r in runs if r.server == rung]
             p99 = statistics.median(r.p99_ms for r in mine)
-            cpus = [r.cpu_ms_per_request for r in mine if r.cpu_ms_per_request is not None]
+            cpus = [r.cpu_ms_per_token for r in mine if r.cpu_ms_per_token is not None]
             cpu = f"{statistics.median(cpus):7.1f}" if cpus else f"{'-':>7}"
             to_floor = rps / median["floor"] if median.get("floor") else None
             to_previous = rps / previous if previous else None
@@ -163,7 +163,7 @@ def print_ladder(results: list[load.Result], configs: list[tuple[int, int]]) -> 
             previous = rps
     print(
         "\ntokens/s: 201 answers per second (median over the rounds); /floor, /previous: ratios of those"
-        " medians; cpu ms: CPU of the serving process tree per request (not PostgreSQL's, Redis's or the"
+        " medians; cpu ms: CPU of the serving process tree per issued token (not PostgreSQL's, Redis's or the"
         " upstream's); bad: non-201 answers and socket errors over all rounds."
     )
 

@@ -23,7 +23,7 @@ PRESET = "bench"
 
 
 def _forward() -> HttpResponse:
-    upstream = floor._session().post(
+    upstream = floor.pooled_session().post(
         floor.URL, json=floor.BODY, headers=floor.HEADERS, timeout=(3.05, 10), allow_redirects=False
     )
     return HttpResponse(upstream.content, status=201, content_type="application/json")
