@@ -13,6 +13,9 @@ import pytest
 
 from bench import fast_upstream, load, probes
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 
 def result(server: str, delay: int, clients: int, tokens: int, p99: float = 100.0, bad: int = 0) -> Any:
     return load.Result(

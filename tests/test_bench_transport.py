@@ -31,6 +31,9 @@ import json, logging, sys
 import gevent
 from django_rt_sessions.upstreams import transport
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 records = []
 class Keep(logging.Handler):
     def emit(self, record):

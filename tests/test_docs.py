@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 ROOT = Path(__file__).resolve().parent.parent
 # What a page loads by itself (scripts, stylesheets, images, fonts); links a reader clicks are fine.
 LOADED = re.compile(

@@ -58,6 +58,9 @@ call_command("rt_sessions_presets", "import", os.environ["RT_TEST_PRESETS"], ver
 get_user_model().objects.create_superuser("boss", password=os.environ["RT_TEST_PASSWORD"])
 from werkzeug.serving import make_server
 from example_project.wsgi import application
+
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
 server = make_server("127.0.0.1", 0, application, threaded=True)
 print("LISTENING", server.server_port, flush=True)
 server.serve_forever()

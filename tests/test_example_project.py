@@ -34,6 +34,9 @@ django.setup()
 from django.conf import settings
 from django.core.checks import run_checks
 from example_project.demo import apps
+
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
 print(json.dumps({
     "database": settings.DATABASES["default"],
     "cache": settings.CACHES["default"]["BACKEND"],

@@ -21,6 +21,9 @@ from django_rt_sessions.presets import (
 
 from .conftest import DROP, MINIMAL_SESSION, SESSION, changed_copy
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 TD = "session.turn_detection"
 TR = "session.input_audio_transcription"
 

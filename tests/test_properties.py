@@ -32,6 +32,9 @@ from django_rt_sessions.testing.server import DEFAULT_TURN_DETECTION, OpenAIStan
 from django_rt_sessions.upstreams.beta import OpenAIBetaUpstream
 from django_rt_sessions.upstreams.openai import GA_FORMATS, OpenAIUpstream, beta_to_ga, ga_to_beta
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=None)
 
 # ------------------------------------------------------------------------------- session strategies

@@ -25,6 +25,9 @@ from django_rt_sessions.testing import OpenAIStandIn
 from .example_env import clean_environ
 from .production_support import RedisServer, free_port, redis_server_binary, wait_for
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = {"README.md": "## Install into an existing site", "docs/index.md": "## Quick start"}
 README_REDIS = "redis://127.0.0.1:6379/0"

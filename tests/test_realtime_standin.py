@@ -43,6 +43,9 @@ from .realtime_support import (
     transcripts,
 )
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 REPO = Path(__file__).resolve().parent.parent
 
 

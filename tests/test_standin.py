@@ -21,6 +21,9 @@ import requests
 from django_rt_sessions.testing import Delay, Error, Garbage, Hang, OpenAIStandIn, RateLimit, Reset
 from django_rt_sessions.testing.validation import schema_validator
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 REPO = Path(__file__).resolve().parent.parent
 KEY = "sk-standin-unit-key"
 EK = re.compile(r"^ek_[0-9a-f]{32}$")
