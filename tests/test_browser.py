@@ -520,12 +520,7 @@ def test_log_in_get_a_session_and_count_down(site: Site, driver: Any) -> None:
     assert 50 <= int(match_first.group(1)) <= 60  # the dictation preset's keys live 60 s
     assert int(match_second.group(1)) < int(match_first.group(1))
 
-    # docs/demo-page.png is refreshed only with RT_UPDATE_SCREENSHOT=1: test runs leave the tree clean.
-    if os.environ.get("RT_UPDATE_SCREENSHOT"):
-        target = ROOT / "docs" / "demo-page.png"
-    else:
-        target = Path(tempfile.gettempdir()) / "rt-sessions-demo-page.png"
-    assert driver.save_screenshot(str(target))
+    assert driver.save_screenshot(str(Path(tempfile.gettempdir()) / "rt-sessions-demo-session.png"))
     assert console_errors(driver) == []
 
 
@@ -909,6 +904,14 @@ def test_websocket_transport_transcribes_the_microphone(site: Site, speaking_dri
         )
     seen = driver.execute_script("return window.seen")
     assert seen["partial"], "no live delta was shown before the completed lines"
+    # docs/demo-page.png (the live transcript) is refreshed only with RT_UPDATE_SCREENSHOT=1: test runs
+    # leave the tree clean.
+    if os.environ.get("RT_UPDATE_SCREENSHOT"):
+        target = ROOT / "docs" / "demo-page.png"
+    else:
+        target = Path(tempfile.gettempdir()) / "rt-sessions-demo-page.png"
+    driver.execute_script("document.getElementById('transcript').scrollIntoView({block: 'center'})")
+    assert driver.save_screenshot(str(target))
 
     connection = site.standin.realtime[-1]
     assert connection.credential == "ephemeral_key" and connection.subprotocol == "realtime"
