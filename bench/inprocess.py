@@ -3,6 +3,7 @@
     .venv/bin/python bench/inprocess.py                    # every ladder rung, ours and the hand-written peer
     .venv/bin/python bench/inprocess.py --views ours,peer --requests 2000 --rounds 7
     .venv/bin/python bench/inprocess.py --views ours --src /path/to/other/checkout    # A/B tries
+    RT_BENCH_PROFILE=/tmp/prof .venv/bin/python bench/inprocess.py --views ours,peer  # cProfile dumps
 
 bench/load.py measures servers under load on a shared machine, where wrk, the upstream, PostgreSQL and
 Redis compete for the cores and the figures move by ±15 % between runs. This measures each view's own
@@ -187,6 +188,13 @@ def child(spec: dict[str, Any]) -> int:
 
     for _ in range(200):  # warm: connections, caches, imports
         one()
+    profile_to = os.environ.get("RT_BENCH_PROFILE")  # a cProfile dump of the measured rounds (slower)
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     postgres = probes.Postgres(spec["database_url"])
     redis_process = probes.redis_pid(spec["redis_url"])
     rounds = []
@@ -201,6 +209,9 @@ def child(spec: dict[str, Any]) -> int:
         server = time.process_time() - started
         rounds.append((server, backends.stop(), redis.stop()))
     postgres.close()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{profile_to}.{view}")
     n = spec["requests"]
     server_ms, postgres_ms, redis_ms = (statistics.median(r[i] for r in rounds) * 1000 / n for i in range(3))
     print(f"{view:8} {server_ms:9.2f} {postgres_ms:8.2f} {redis_ms:6.2f}")
