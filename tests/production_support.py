@@ -580,7 +580,7 @@ class Result:
         return self.ended - self.started
 
     def envelope_ok(self) -> bool:
-        """A 201 with an ek_ key, or an error in SPEC §4's envelope {"detail", "code"}."""
+        """A 201 with an ek_ key, or an error in the error envelope of docs/http-api.md {"detail", "code"}."""
         if self.status == 201:
             secret = (self.body or {}).get("client_secret") if isinstance(self.body, dict) else None
             return isinstance(secret, dict) and str(secret.get("value", "")).startswith("ek_")

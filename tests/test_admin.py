@@ -1,4 +1,4 @@
-"""The admin (SPEC §3, §5): presets edited through the one validator, the audit log read-only."""
+"""The admin (docs/admin.md): presets edited through the one validator, the audit log read-only."""
 
 from __future__ import annotations
 

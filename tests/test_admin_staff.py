@@ -1,4 +1,4 @@
-"""The staff admin beyond the basics (SPEC §3, §5, §6): preview, test token, key lookup, exports, chart,
+"""The staff admin beyond the basics (docs/admin.md): preview, test token, key lookup, exports, chart,
 search and filters, actions, permissions, and a changelist whose query count does not grow with its rows."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The HTTP API of SPEC §4, through Django's full stack (middleware, DRF auth, CSRF)."""
+"""The HTTP API of docs/http-api.md, through Django's full stack (middleware, DRF auth, CSRF)."""
 
 from __future__ import annotations
 

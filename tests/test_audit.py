@@ -1,4 +1,5 @@
-"""The audit invariant (SPEC §5): exactly one committed TokenRequest per authenticated request, no secrets."""
+"""The audit invariant (docs/audit.md): exactly one committed TokenRequest per authenticated request, no
+secrets."""
 
 from __future__ import annotations
 

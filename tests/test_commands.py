@@ -1,4 +1,5 @@
-"""The management commands (SPEC §3, §6): rt_sessions_presets, rt_sessions_issue, rt_sessions_prune."""
+"""The management commands (docs/presets.md, docs/audit.md): rt_sessions_presets, rt_sessions_issue,
+rt_sessions_prune."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The models (SPEC §3, §5) and their migrations."""
+"""The models (docs/presets.md, docs/audit.md) and their migrations."""
 
 from __future__ import annotations
 

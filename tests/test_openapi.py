@@ -48,7 +48,7 @@ SCHEMA_URL = "/api/schema/"
 CREATE = "/rt/transcription-sessions/"
 LIST = "/rt/presets/"
 
-# SPEC §4 and the issue: every `code` an error of each status may carry on POST transcription-sessions/.
+# docs/http-api.md: every `code` an error of each status may carry on POST transcription-sessions/.
 EXPECTED_CODES = {
     400: {"invalid", "override_not_allowed"},
     401: {"not_authenticated", "authentication_failed"},

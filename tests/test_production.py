@@ -231,7 +231,7 @@ def private_host(private_stack: PrivateHost, standin: Any) -> PrivateHost:
 
 
 def _check_common(results: list[Result], allowed: set[int]) -> None:
-    """Every request got an HTTP answer in SPEC §4's shape with an allowed status; never a 500."""
+    """Every request got an HTTP answer shaped as docs/http-api.md says, with an allowed status; no 500."""
     assert results, "no request completed"
     failures = [r.describe() for r in results if r.error]
     assert not failures, f"requests without an HTTP answer: {failures[:5]}"
@@ -240,7 +240,7 @@ def _check_common(results: list[Result], allowed: set[int]) -> None:
     unexpected = [r.describe() for r in results if r.status not in allowed]
     assert not unexpected, f"statuses outside {sorted(allowed)}: {unexpected[:5]}"
     malformed = [f"{r.describe()} {r.body!r}"[:300] for r in results if not r.envelope_ok()]
-    assert not malformed, f"bodies outside SPEC §4's shapes: {malformed[:5]}"
+    assert not malformed, f"bodies outside docs/http-api.md's shapes: {malformed[:5]}"
 
 
 def _check_audit_matches(results: list[Result], rows: list[Any]) -> None:

@@ -544,7 +544,8 @@ def test_an_inactive_user_is_refused_at_the_next_request(
     assert_error(post(api), 403, "not_authenticated")
     assert_error(api.get(PRESETS_URL), 403, "not_authenticated")
     assert len(upstream.requests) == 1
-    # SPEC §5 audits authenticated requests: the refusal of a no-longer-authenticated user writes no row.
+    # The audit (docs/audit.md) covers authenticated requests: the refusal of a no-longer-authenticated
+    # user writes no row.
     assert list(TokenRequest.objects.values_list("outcome", flat=True)) == ["issued"]
 
 

@@ -1,5 +1,6 @@
 """Rate limits (django-ratelimit) on POST transcription-sessions/: per user, per preset, per client IP,
-the real Retry-After, what is audited, and failing closed when the cache breaks (SPEC §2, §4, §5).
+the real Retry-After, what is audited, and failing closed when the cache breaks (docs/configuration.md,
+docs/http-api.md, docs/audit.md).
 
 Upstream calls go over a real socket to the OpenAI stand-in. django-ratelimit windows are aligned per key
 (`crc32(key) % period` past each period boundary), so a test that needs several requests inside one window

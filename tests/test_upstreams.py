@@ -1,5 +1,6 @@
 """The upstream layer over real sockets to the OpenAI stand-in: the three shapes, headers, keep-alive,
-retries, timeouts, every failure mapping (SPEC §4 error table) and what the audit keeps of it (SPEC §5).
+retries, timeouts, every failure mapping (docs/http-api.md#errors) and what the audit keeps of it
+(docs/audit.md).
 
 Nothing here patches `requests` or the package: every upstream call goes through the transport to the
 stand-in's loopback HTTP server, which validates bodies against OpenAI's published schemas.
@@ -61,7 +62,7 @@ RETURNS_KEYS = {
 
 
 def drop_nulls(value: Any) -> Any:
-    # The seed schema types turn_detection etc. as objects although the API answers null for "off".
+    # OpenAI's published schema types turn_detection etc. as objects although the API answers null for "off".
     if isinstance(value, dict):
         return {k: drop_nulls(v) for k, v in value.items() if v is not None}
     return value
@@ -164,7 +165,7 @@ def test_openai_ga_shape(api: Client, preset: SessionPreset, upstream: Any) -> N
     assert upstream.issued == [body["client_secret"]["value"]]
     assert EK.match(body["client_secret"]["value"])
     assert before + 120 <= body["client_secret"]["expires_at"] <= after + 120
-    assert {k: body[k] for k in SESSION} == SESSION  # seed vocabulary, as the preset says
+    assert {k: body[k] for k in SESSION} == SESSION  # the beta endpoint's vocabulary, as the preset says
     assert body["modalities"] == ["text"]
     assert SESS.match(body["id"])
     assert body["preset"] == "meetings-fr"
@@ -198,7 +199,7 @@ def test_openai_beta_shape(api: Client, preset: SessionPreset, beta: Any) -> Non
     assert (sent.method, sent.path, sent.shape) == ("POST", BETA_PATH, "openai-beta")
     assert sent.headers["authorization"] == f"Bearer {beta.api_key}"
     assert "api-key" not in sent.headers
-    assert sent.json == SESSION  # the seed's own fields, no expires_after, no session.type
+    assert sent.json == SESSION  # the beta endpoint's own fields, no expires_after, no session.type
 
     body = response.json()
     assert set(body) == RETURNS_KEYS
@@ -241,12 +242,12 @@ def test_seed_schema_check_can_fail() -> None:
     assert seed_response_errors({"client_secret": {"value": 1}})  # the validation above is not vacuous
 
 
-@pytest.mark.parametrize("seed_format", sorted(GA_FORMATS))
+@pytest.mark.parametrize("beta_format", sorted(GA_FORMATS))
 @pytest.mark.parametrize("shape", ["openai", "openai-beta", "azure"])
-def test_audio_format_round_trip(openai_standin: Any, shape: str, seed_format: str) -> None:
-    """Direct adapter call: each seed format goes out in the shape's vocabulary and comes back as seed."""
+def test_audio_format_round_trip(openai_standin: Any, shape: str, beta_format: str) -> None:
+    """Direct adapter call: each beta format name goes out in the shape's vocabulary and comes back."""
     session = {
-        "input_audio_format": seed_format,
+        "input_audio_format": beta_format,
         "input_audio_transcription": {"model": "gpt-4o-mini-transcribe", "language": "de"},
     }
     base = openai_standin.azure_base_url if shape == "azure" else openai_standin.base_url
@@ -261,8 +262,8 @@ def test_audio_format_round_trip(openai_standin: Any, shape: str, seed_format: s
     else:
         assert sent.json["expires_after"]["seconds"] == 300
         assert sent.json["session"]["type"] == "transcription"
-        assert sent.json["session"]["audio"]["input"]["format"] == GA_FORMATS[seed_format]
-    assert result.body["input_audio_format"] == seed_format
+        assert sent.json["session"]["audio"]["input"]["format"] == GA_FORMATS[beta_format]
+    assert result.body["input_audio_format"] == beta_format
     assert result.body["input_audio_transcription"] == session["input_audio_transcription"]
     assert result.secret == result.body["client_secret"]["value"] == openai_standin.issued[0]
     assert result.status == 200
@@ -302,7 +303,7 @@ def test_absent_keys_are_not_sent_and_nulls_are_sent_as_null(
     body = response.json()
     assert body["turn_detection"] is None
     assert body["input_audio_noise_reduction"] is None
-    assert body["input_audio_format"] == "pcm16"  # the upstream's default, in seed vocabulary
+    assert body["input_audio_format"] == "pcm16"  # the upstream's default, in the beta endpoint's vocabulary
     assert only_row().session_config == sent.json
 
 
