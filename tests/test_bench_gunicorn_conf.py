@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """
 import gc, json, runpy
 
-# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
-pytestmark = pytest.mark.no_database
 config = runpy.run_path("example_project/gunicorn.conf.py")
 before = gc.get_threshold()
 config["post_worker_init"](None)

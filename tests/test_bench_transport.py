@@ -21,6 +21,9 @@ import requests
 from bench import load
 from django_rt_sessions.upstreams import transport
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 ROOT = Path(__file__).resolve().parent.parent
 CALLS = 20  # greenlets calling at once, twice
 
@@ -30,9 +33,6 @@ monkey.patch_all()
 import json, logging, sys
 import gevent
 from django_rt_sessions.upstreams import transport
-
-# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
-pytestmark = pytest.mark.no_database
 
 records = []
 class Keep(logging.Handler):

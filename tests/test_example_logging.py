@@ -29,6 +29,9 @@ from .example_env import clean_environ
 from .log_guard import raise_for, secrets_in_output
 from .upstream_plugins import FAIL_PROMPT
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "pw-boss-1234"
 SESSION = {
@@ -59,8 +62,6 @@ get_user_model().objects.create_superuser("boss", password=os.environ["RT_TEST_P
 from werkzeug.serving import make_server
 from example_project.wsgi import application
 
-# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
-pytestmark = pytest.mark.no_database
 server = make_server("127.0.0.1", 0, application, threaded=True)
 print("LISTENING", server.server_port, flush=True)
 server.serve_forever()

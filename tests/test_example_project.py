@@ -22,6 +22,9 @@ import requests
 
 from .example_env import clean_environ
 
+# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
+pytestmark = pytest.mark.no_database
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Runs in the subprocess: set up Django with the example settings, report what the tests check.
@@ -34,9 +37,6 @@ django.setup()
 from django.conf import settings
 from django.core.checks import run_checks
 from example_project.demo import apps
-
-# Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
-pytestmark = pytest.mark.no_database
 print(json.dumps({
     "database": settings.DATABASES["default"],
     "cache": settings.CACHES["default"]["BACKEND"],
