@@ -9,11 +9,9 @@ The same server, on its local-memory cache, shows that a preset change made by a
 from __future__ import annotations
 
 import json
-import queue
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ import requests
 
 from django_rt_sessions.testing import OpenAIStandIn
 
-from .example_env import clean_environ
+from .example_env import clean_environ, serving
 from .log_guard import raise_for, secrets_in_output
 from .upstream_plugins import FAIL_PROMPT
 
@@ -91,46 +89,10 @@ def debug_site(tmp_path: Path) -> Iterator[tuple[Site, OpenAIStandIn]]:
         RT_TEST_PASSWORD=PASSWORD,
         PYTHONUNBUFFERED="1",
     )
-    process = subprocess.Popen(  # noqa: S603  (our own interpreter and script)
-        [sys.executable, "-c", SERVE],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    output: list[str] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-            output.append(line)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
     try:
-        deadline = time.monotonic() + 60
-        port = None
-        while port is None:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail("the example project did not start:\n" + "".join(output)[-5000:])
-            if line.startswith("LISTENING "):
-                port = int(line.split()[1])
-            elif process.poll() is not None and lines.empty():
-                pytest.fail("the example project exited:\n" + "".join(output)[-5000:])
-        yield Site(f"http://127.0.0.1:{port}", env, output), standin
+        with serving(SERVE, env, what="the example project") as (url, output):
+            yield Site(url, env, output), standin
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        reader.join(timeout=10)
         standin.stop()
 
 

@@ -7,11 +7,9 @@ subprocess with a controlled environment.
 from __future__ import annotations
 
 import json
-import queue
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from .example_env import clean_environ
+from .example_env import clean_environ, serving
 
 # Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
 pytestmark = pytest.mark.no_database
@@ -181,44 +179,8 @@ server.serve_forever()
 def demo_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The example project's WSGI app on a free port with a fresh SQLite file; yields (url, setup output)."""
     env = example_env(DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}", PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(  # noqa: S603  (our own interpreter and script)
-        [sys.executable, "-c", SERVE],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    output: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        port = None
-        while port is None:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail("the demo server did not start:\n" + "".join(output))
-            output.append(line)
-            if line.startswith("LISTENING "):
-                port = int(line.split()[1])
-            elif process.poll() is not None and lines.empty():
-                pytest.fail("the demo server exited:\n" + "".join(output))
-        yield f"http://127.0.0.1:{port}", "".join(output)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serving(SERVE, env, what="the demo server", timeout=30) as (url, output):
+        yield url, "".join(output)
 
 
 def browser() -> requests.Session:
