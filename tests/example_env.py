@@ -1,6 +1,6 @@
 """The environment for a subprocess running the example project: the caller's, minus everything the
 example project (settings, gunicorn.conf.py, demo app) reads, so a developer's own variables cannot leak in.
-The tests then set what they need explicitly."""
+The tests then set what they need explicitly. `serving` runs a script of the example project as a server."""
 
 from __future__ import annotations
 
