@@ -219,37 +219,36 @@ def request_schema(fields: tuple[SessionField, ...] = FIELDS) -> dict[str, Any]:
 
 
 def preset_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "pattern": PRESET_NAME_PATTERN, "maxLength": 64},
-            "title": {"type": "string", "maxLength": 200},
-            "description": {"type": "string"},
-            "default": {"type": "boolean"},
-            "overridable": {
-                "type": "array",
-                "items": {"type": "string", "enum": list(OVERRIDABLE_FIELDS)},
-                "uniqueItems": True,
+    """A preset as `GET presets/` shows it (serializers.PresetSerializer): every field always present."""
+    return _all_required(
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": PRESET_NAME_PATTERN, "maxLength": 64},
+                "title": {"type": "string", "maxLength": 200},
+                "description": {"type": "string"},
+                "default": {"type": "boolean"},
+                "overridable": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(OVERRIDABLE_FIELDS)},
+                    "uniqueItems": True,
+                },
+                "expires_after_seconds": {
+                    "type": "integer",
+                    "minimum": MIN_EXPIRES_AFTER,
+                    "maximum": MAX_EXPIRES_AFTER,
+                    "description": "Lifetime of the ephemeral key (GA upstreams only).",
+                },
+                "session": {"$ref": "#/components/schemas/PresetSession"},
             },
-            "expires_after_seconds": {
-                "type": "integer",
-                "minimum": MIN_EXPIRES_AFTER,
-                "maximum": MAX_EXPIRES_AFTER,
-                "description": "Lifetime of the ephemeral key (GA upstreams only).",
-            },
-            "session": {"$ref": "#/components/schemas/PresetSession"},
-        },
-        "required": [
-            "name",
-            "title",
-            "description",
-            "default",
-            "overridable",
-            "expires_after_seconds",
-            "session",
-        ],
-        "additionalProperties": False,
-    }
+            "additionalProperties": False,
+        }
+    )
+
+
+def _all_required(schema: dict[str, Any]) -> dict[str, Any]:
+    """An object schema whose every property is always present in the answer."""
+    return {**schema, "required": list(schema["properties"])}
 
 
 PRESET_LIST_SCHEMA: dict[str, Any] = {
@@ -270,56 +269,50 @@ def transcription_session_schema(fields: tuple[SessionField, ...] = FIELDS) -> d
         schema["nullable"] = True  # the upstream may answer null for what was not sent
         return schema
 
-    return {
-        "type": "object",
-        "properties": {
-            "client_secret": {
-                "type": "object",
-                "properties": {
-                    "value": {"type": "string", "minLength": 1, "description": "The ephemeral key (`ek_…`)."},
-                    "expires_at": {"type": "integer", "description": "Unix time when the key expires."},
-                },
-                "required": ["value", "expires_at"],
-            },
-            "input_audio_format": _value_schema(by_path["input_audio_format"].rule),
-            "input_audio_transcription": echoed("input_audio_transcription"),
-            "modalities": {"type": "array", "items": {"type": "string"}},
-            "turn_detection": echoed("turn_detection"),
-            "input_audio_noise_reduction": echoed("input_audio_noise_reduction"),
-            "include": {"type": "array", "nullable": True, "items": {"type": "string"}},
-            "id": {"type": "string", "nullable": True, "description": "The upstream session id."},
-            "preset": {"type": "string", "description": "The preset that was applied."},
-            "connect": {
-                "type": "object",
-                "properties": {
-                    "api": {"type": "string", "enum": ["ga", "beta"]},
-                    "webrtc_url": {"type": "string", "format": "uri"},
-                    "websocket_url": {"type": "string"},
-                    "transports": {
-                        "type": "array",
-                        "items": {"type": "string", "enum": ["webrtc", "websocket"]},
-                        "description": "The transports the session's model supports, preferred first.",
+    return _all_required(
+        {
+            "type": "object",
+            "properties": {
+                "client_secret": {
+                    "type": "object",
+                    "properties": {
+                        "value": {
+                            "type": "string",
+                            "minLength": 1,
+                            "description": "The ephemeral key (`ek_…`).",
+                        },
+                        "expires_at": {"type": "integer", "description": "Unix time when the key expires."},
                     },
+                    "required": ["value", "expires_at"],
                 },
-                "required": ["api", "webrtc_url", "websocket_url", "transports"],
-                "additionalProperties": False,
-                "description": "Where the browser connects with the key.",
+                "input_audio_format": _value_schema(by_path["input_audio_format"].rule),
+                "input_audio_transcription": echoed("input_audio_transcription"),
+                "modalities": {"type": "array", "items": {"type": "string"}},
+                "turn_detection": echoed("turn_detection"),
+                "input_audio_noise_reduction": echoed("input_audio_noise_reduction"),
+                "include": {"type": "array", "nullable": True, "items": {"type": "string"}},
+                "id": {"type": "string", "nullable": True, "description": "The upstream session id."},
+                "preset": {"type": "string", "description": "The preset that was applied."},
+                "connect": {
+                    "type": "object",
+                    "properties": {
+                        "api": {"type": "string", "enum": ["ga", "beta"]},
+                        "webrtc_url": {"type": "string", "format": "uri"},
+                        "websocket_url": {"type": "string"},
+                        "transports": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["webrtc", "websocket"]},
+                            "description": "The transports the session's model supports, preferred first.",
+                        },
+                    },
+                    "required": ["api", "webrtc_url", "websocket_url", "transports"],
+                    "additionalProperties": False,
+                    "description": "Where the browser connects with the key.",
+                },
             },
-        },
-        "required": [
-            "client_secret",
-            "input_audio_format",
-            "input_audio_transcription",
-            "modalities",
-            "turn_detection",
-            "input_audio_noise_reduction",
-            "include",
-            "id",
-            "preset",
-            "connect",
-        ],
-        "additionalProperties": False,
-    }
+            "additionalProperties": False,
+        }
+    )
 
 
 def error_schema(status: int) -> dict[str, Any]:

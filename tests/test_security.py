@@ -249,6 +249,17 @@ def django_logging_at_debug() -> Iterator[None]:
     yield
     django_logger.setLevel(level)
 
+def issue_where(where: str, user: Any, admin_user: Any, preset: SessionPreset) -> Any:
+    """A token request through the API (as `user`) or the admin's "Issue a test token" (as `admin_user`),
+    answered as Django answers a browser: a failure is a 500 page, not an exception in the test."""
+    client = Client(raise_request_exception=False)
+    if where == "api":
+        client.force_login(user)
+        return post(client)
+    client.force_login(admin_user)
+    return client.post(reverse("admin:django_rt_sessions_sessionpreset_test_token", args=[preset.pk]))
+
+
 
 @pytest.mark.parametrize("adapter", ["NormaliseFails", "KeyInAPlainLocal"])
 @pytest.mark.parametrize("where", ["api", "admin test token"])
@@ -267,13 +278,7 @@ def test_the_debug_page_after_an_issued_key_logs_and_shows_no_key(
     (frames and variables included) on django.template at DEBUG while it does."""
     settings.DEBUG = True
     set_rt(settings, UPSTREAM=f"{__name__}.{adapter}")
-    client = Client(raise_request_exception=False)
-    if where == "api":
-        client.force_login(user)
-        response = post(client)
-    else:
-        client.force_login(admin_user)
-        response = client.post(reverse("admin:django_rt_sessions_sessionpreset_test_token", args=[preset.pk]))
+    response = issue_where(where, user, admin_user, preset)
     assert response.status_code == 500
     [key] = upstream.issued
     page = response.content.decode()
@@ -306,13 +311,7 @@ def test_a_failure_after_issuance_reports_no_ephemeral_key(
     """DEBUG off. Refusing such an answer as unusable (502) is fine; failing later (the API's renderer, the
     admin's test-token view) must not put the key in hand into the error report."""
     set_rt(settings, UPSTREAM=f"{__name__}.UnserialisableExtra")
-    client = Client(raise_request_exception=False)
-    if where == "api":
-        client.force_login(user)
-        response = post(client)
-    else:
-        client.force_login(admin_user)
-        response = client.post(reverse("admin:django_rt_sessions_sessionpreset_test_token", args=[preset.pk]))
+    response = issue_where(where, user, admin_user, preset)
     [key] = upstream.issued
     if not reports:  # no error: the answer was refused cleanly
         assert response.status_code == (502 if where == "api" else 200)
