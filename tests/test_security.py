@@ -249,6 +249,7 @@ def django_logging_at_debug() -> Iterator[None]:
     yield
     django_logger.setLevel(level)
 
+
 def issue_where(where: str, user: Any, admin_user: Any, preset: SessionPreset) -> Any:
     """A token request through the API (as `user`) or the admin's "Issue a test token" (as `admin_user`),
     answered as Django answers a browser: a failure is a 500 page, not an exception in the test."""
@@ -258,7 +259,6 @@ def issue_where(where: str, user: Any, admin_user: Any, preset: SessionPreset) -
         return post(client)
     client.force_login(admin_user)
     return client.post(reverse("admin:django_rt_sessions_sessionpreset_test_token", args=[preset.pk]))
-
 
 
 @pytest.mark.parametrize("adapter", ["NormaliseFails", "KeyInAPlainLocal"])
