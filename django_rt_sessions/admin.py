@@ -134,9 +134,9 @@ class SessionPresetAdmin(admin.ModelAdmin):
         retirement = retirement_of(model)
         if retirement is None:
             return model or "—"
-        when = (
-            _("shut down %(date)s") if retirement.is_past() else _("shuts down %(date)s")
-        ) % {"date": retirement.shutdown.isoformat()}
+        when = (_("shut down %(date)s") if retirement.is_past() else _("shuts down %(date)s")) % {
+            "date": retirement.shutdown.isoformat()
+        }
         return format_html(
             '{} <span class="rt-retiring" title="{}" style="color:#b45309;white-space:nowrap">⚠ {}</span>',
             model,

@@ -106,7 +106,6 @@ class Settings:
     def PRESET_CACHE(self) -> bool:
         return bool(self._get("PRESET_CACHE"))
 
-
     @property
     def MODEL_RETIREMENTS(self) -> Any:
         """Announced model shutdowns added to (or correcting) the shipped table; see lifecycle.py."""

@@ -1,6 +1,6 @@
 """WSGI entry point of the hand-written peer.
 
-    gunicorn -c example_project/gunicorn.conf.py bench.handwritten.wsgi
+gunicorn -c example_project/gunicorn.conf.py bench.handwritten.wsgi
 """
 
 import os
