@@ -4,6 +4,7 @@ Django's checks: runserver, migrate, …), and database checks of the stored pre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,7 +12,6 @@ from django.conf import settings
 from django.core import checks
 
 from .conf import rt_settings
-from .presets import RATE_RE
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # Caches whose counts are not shared between processes (or not kept at all).
@@ -41,6 +41,7 @@ def _is_loopback(host: str | None) -> bool:
 
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .presets.validation import RATE_RE
     from .upstreams import UPSTREAMS
 
     messages: list[checks.CheckMessage] = []
@@ -177,8 +178,42 @@ def _check_numbers() -> list[checks.CheckMessage]:
 
 
 @checks.register()
+def check_settings_shape(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """RT_SESSIONS must be a dict of known keys: a typo would otherwise be ignored without a word."""
+    from difflib import get_close_matches
+
+    from .conf import DEFAULTS
+
+    value = getattr(settings, "RT_SESSIONS", None)
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        return [
+            checks.Error(
+                f"RT_SESSIONS is {type(value).__name__}, not a dict: every setting takes its default.",
+                hint='Write RT_SESSIONS = {"UPSTREAM": "openai", ...}; see docs/configuration.md.',
+                id="rt_sessions.E010",
+            )
+        ]
+    messages: list[checks.CheckMessage] = []
+    for key in value:
+        if key in DEFAULTS:
+            continue
+        close = get_close_matches(str(key), DEFAULTS, n=1) if isinstance(key, str) else []
+        hint = f"Did you mean {close[0]}?" if close else f"The settings are: {', '.join(DEFAULTS)}."
+        messages.append(
+            checks.Warning(
+                f"RT_SESSIONS has an unknown key {key!r}, which is ignored.",
+                hint=hint + " See docs/configuration.md.",
+                id="rt_sessions.W007",
+            )
+        )
+    return messages
+
+
+@checks.register()
 def check_model_retirements(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from .lifecycle import setting_problems
+    from .sessions.catalog import setting_problems
 
     return [
         checks.Error(
@@ -199,10 +234,10 @@ def check_presets(app_configs: Any = None, databases: Any = None, **kwargs: Any)
     """
     from django.db import DatabaseError
 
-    from .lifecycle import retirement_of
     from .models import SessionPreset
-    from .presets import PresetValidationError, validate_session
-    from .session_fields import model_of
+    from .sessions.catalog import retirement_of
+    from .sessions.fields import model_of
+    from .sessions.validation import PresetValidationError, validate_session
     from .upstreams import configured_upstream
 
     messages: list[checks.CheckMessage] = []

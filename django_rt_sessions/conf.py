@@ -7,6 +7,7 @@ Every property reads `django.conf.settings` on each access (the django-cors-head
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -34,10 +35,13 @@ DEFAULTS: dict[str, Any] = {
 
 
 class Settings:
-    """Typed view of `settings.RT_SESSIONS`; unknown keys are ignored, missing keys take DEFAULTS."""
+    """Typed view of `settings.RT_SESSIONS`; missing keys take DEFAULTS, unknown keys are ignored (and
+    named by check rt_sessions.W007)."""
 
     def _get(self, key: str) -> Any:
-        user_settings = getattr(settings, "RT_SESSIONS", None) or {}
+        user_settings = getattr(settings, "RT_SESSIONS", None)
+        if not isinstance(user_settings, Mapping):
+            user_settings = {}  # not a dict: the defaults (check rt_sessions.E010 says so)
         return user_settings.get(key, DEFAULTS[key])
 
     @property
@@ -108,7 +112,7 @@ class Settings:
 
     @property
     def MODEL_RETIREMENTS(self) -> Any:
-        """Announced model shutdowns added to (or correcting) the shipped table; see lifecycle.py."""
+        """Announced model shutdowns added to (or correcting) the shipped table; see sessions/catalog.py."""
         return self._get("MODEL_RETIREMENTS") or {}
 
 

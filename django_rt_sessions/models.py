@@ -1,3 +1,5 @@
+"""The app's tables: presets, the audit log and daily quota counters (docs/presets.md, docs/audit.md)."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -5,13 +7,23 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from .errors import Outcome
+from .redaction import storable
+
+
+def max_length(model: type[models.Model], field: str) -> int:
+    """A column's max_length: the one number its validators and truncations use."""
+    length = getattr(model._meta.get_field(field), "max_length", None)
+    assert isinstance(length, int), f"{model.__name__}.{field} has no max_length"
+    return length
+
 
 class SessionPreset(models.Model):
     """A named upstream session configuration plus who may use it (docs/presets.md).
 
-    `session` holds the beta endpoint's request fields (and the GA-only ones, session_fields.py) exactly as
-    staff configured them: an absent key is not sent upstream, a key set to null is sent as null.
-    `presets.validate_preset` is the one validator.
+    `session` holds the beta endpoint's request fields (and the GA-only ones, sessions/fields.py) exactly
+    as staff configured them: an absent key is not sent upstream, a key set to null is sent as null.
+    `presets.validation.validate_preset` is the one validator.
     """
 
     name = models.SlugField(_("name"), max_length=64, unique=True)
@@ -73,17 +85,7 @@ class SessionPreset(models.Model):
 class TokenRequest(models.Model):
     """One audit row per token request, whatever its outcome (docs/audit.md). Never holds a secret."""
 
-    class Outcome(models.TextChoices):
-        ISSUED = "issued", _("issued")
-        INVALID = "invalid", _("invalid")
-        FORBIDDEN = "forbidden", _("forbidden")
-        NOT_FOUND = "not_found", _("not found")
-        RATE_LIMITED = "rate_limited", _("rate limited")
-        RATE_LIMIT_UNAVAILABLE = "rate_limit_unavailable", _("rate limits unavailable")
-        SERVICE_UNAVAILABLE = "service_unavailable", _("database unavailable")
-        UPSTREAM_ERROR = "upstream_error", _("upstream error")
-        UPSTREAM_UNAVAILABLE = "upstream_unavailable", _("upstream unavailable")
-        UPSTREAM_TIMEOUT = "upstream_timeout", _("upstream timeout")
+    Outcome = Outcome  # the one list of outcomes (errors.py, beside the codes that map to them)
 
     created_at = models.DateTimeField(_("time"), auto_now_add=True)
     # SET_NULL + the denormalised name keep the trail when a user or a preset is deleted.
@@ -111,7 +113,7 @@ class TokenRequest(models.Model):
     upstream_status = models.PositiveSmallIntegerField(_("upstream status"), null=True, blank=True)
     upstream_request_id = models.CharField(_("upstream request id"), max_length=128, blank=True)
     error_code = models.CharField(_("error code"), max_length=64, blank=True)
-    error_message = models.TextField(_("error message"), blank=True)
+    error_message = models.TextField(_("error message"), max_length=2000, blank=True)
     session_config = models.JSONField(_("body sent upstream"), null=True, blank=True)
     upstream_session_id = models.CharField(_("upstream session id"), max_length=128, blank=True)
     expires_at = models.DateTimeField(_("key expires at"), null=True, blank=True)
@@ -159,6 +161,11 @@ class TokenRequest(models.Model):
         # Never render secrets here: __str__ lands in admin pages, tracebacks and logs.
         when = f"{self.created_at:%Y-%m-%d %H:%M:%S}" if self.created_at else "-"
         return f"{self.username or '-'} {self.preset_name or '-'} {self.outcome} @ {when}"
+
+    @classmethod
+    def fit(cls, field: str, text: str) -> str:
+        """`text` as the column `field` can hold it: storable, and cut to the field's max_length."""
+        return storable(text)[: max_length(cls, field)]
 
 
 class QuotaUsage(models.Model):

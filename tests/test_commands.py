@@ -23,7 +23,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_rt_sessions.models import SessionPreset, TokenRequest
-from django_rt_sessions.preset_files import export_presets
+from django_rt_sessions.presets.files import export_presets
 
 from .conftest import MINIMAL_SESSION, SESSION, set_rt
 

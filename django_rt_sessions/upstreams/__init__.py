@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from ..conf import rt_settings
-from .base import Upstream, UpstreamConfig, UpstreamFailure, UpstreamSession, redact
+from .base import Upstream, UpstreamConfig, UpstreamFailure, UpstreamSession
 from .beta import OpenAIBetaUpstream
 from .openai import AzureUpstream, OpenAIUpstream
 

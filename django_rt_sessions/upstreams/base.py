@@ -21,22 +21,12 @@ import requests.auth
 from django.views.decorators.debug import sensitive_variables
 
 from ..errors import IssueError
-from ..session_fields import model_of, sent_tokens, transports_for
+from ..redaction import redact
+from ..sessions.catalog import transports_for
+from ..sessions.fields import model_of, sent_tokens
 from . import transport
 
 logger = logging.getLogger("django_rt_sessions.upstream")
-
-# Key-like tokens (sk-…, ek_…, sess keys) that an upstream error message may echo, even masked.
-_KEY_LIKE = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_\-*.]{4,}")
-MAX_ERROR_MESSAGE = 2000
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove secrets and anything key-shaped from text bound for logs or the audit table."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return _KEY_LIKE.sub("[redacted]", text)[:MAX_ERROR_MESSAGE]
 
 
 @dataclass(frozen=True)
@@ -94,7 +84,7 @@ class Upstream:
     path: ClassVar[str]
     webrtc_path: ClassVar[str] = "/realtime/calls"  # where a browser posts its SDP offer
     # What this shape cannot send: session field paths, and `path=value` for single values
-    # (see session_fields.sent_tokens). The validator refuses them at save and import while this
+    # (see sessions.fields.sent_tokens). The validator refuses them at save and import while this
     # upstream is configured; a stored preset that holds one answers 503 unsupported_by_upstream.
     cannot_send: ClassVar[frozenset[str]] = frozenset()
 
@@ -277,7 +267,7 @@ class Upstream:
         return UpstreamFailure(
             code,
             upstream_status=response.status_code,
-            error_code=error_code[:64],
+            error_code=error_code,
             error_message=message,
             request_id=request_id,
             elapsed_ms=elapsed_ms,
