@@ -259,6 +259,21 @@ def test_preset_list_shows_every_column(admin_client: Client, admin_user: Any, g
     assert ">default<" in bare
 
 
+def test_preset_list_language_and_turn_columns_say_what_is_stored(admin_client: Client, db: Any) -> None:
+    SessionPreset.objects.create(
+        name="bilingual",
+        session={
+            "input_audio_transcription": {"model": "gpt-transcribe", "languages": ["en", "fr"]},
+            "turn_detection": {"type": "semantic_vad", "eagerness": "high"},
+        },
+    )
+    page = content(admin_client.get(PRESETS))
+    row = re.search(r"<tr[^>]*>(?:(?!</tr>).)*bilingual(?:(?!</tr>).)*</tr>", page, re.S).group(0)
+    assert ">en, fr<" in row  # not "auto": the preset names its languages
+    # Only what the preset stores, labelled; no server-VAD defaults for a semantic_vad preset.
+    assert ">semantic_vad · Eagerness: high<" in row
+
+
 def test_preset_list_filters_and_search(admin_client: Client, group: Group) -> None:
     a = SessionPreset.objects.create(name="alpha", title="Board meetings", active=True)
     b = SessionPreset.objects.create(name="beta", description="support calls", active=False)

@@ -25,7 +25,7 @@ from django_rt_sessions.sessions.validation import PresetValidationError, apply_
 from django_rt_sessions.testing import validation
 from django_rt_sessions.testing.server import DEFAULT_TURN_DETECTION, OpenAIStandIn
 from django_rt_sessions.upstreams.beta import OpenAIBetaUpstream
-from django_rt_sessions.upstreams.openai import GA_FORMATS, OpenAIUpstream, beta_to_ga, ga_to_beta
+from django_rt_sessions.upstreams.openai import OpenAIUpstream, ga_to_beta
 
 # Uses no test database (a subprocess, a stand-in or pure functions): the SQLite pass runs it once.
 pytestmark = pytest.mark.no_database
@@ -35,7 +35,12 @@ PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=
 # ------------------------------------------------------------------------------- session strategies
 
 ABSENT = object()
-BETA_TO_GA_FORMAT = {"pcm16": "audio/pcm", "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
+# OpenAI's GA audio formats for the beta endpoint's names, written here from its docs.
+BETA_TO_GA_FORMAT = {
+    "pcm16": {"type": "audio/pcm", "rate": 24000},
+    "g711_ulaw": {"type": "audio/pcmu"},
+    "g711_alaw": {"type": "audio/pcma"},
+}
 AUDIO_FORMATS = tuple(BETA_TO_GA_FORMAT)
 # The model rules, written here on their own from OpenAI's docs (not read from the app's description).
 MODELS_WITHOUT_PROMPT = ("gpt-4o-transcribe-diarize", "gpt-realtime-whisper")
@@ -357,17 +362,16 @@ def expected_beta(session: dict[str, Any]) -> dict[str, Any]:
 def test_ga_round_trip(session: dict[str, Any], ttl: int) -> None:
     session = validate_session(session)
     frozen = copy.deepcopy(session)
+    # Checked against the OpenAI description (the stand-in's validator) and key by key below, never
+    # against beta_to_ga, which is what build_body returns.
     body = wire(OpenAIUpstream().build_body(session, ttl))
-    assert body == wire(beta_to_ga(session, ttl))
     assert validation.validate_request("openai", body) is None, validation.validate_request("openai", body)
     assert body["expires_after"] == {"anchor": "created_at", "seconds": ttl}
     ga_session = body["session"]
     assert ga_session["type"] == "transcription"
     audio_input = ga_session.get("audio", {}).get("input", {})
     if "input_audio_format" in session:
-        assert audio_input["format"] == GA_FORMATS[session["input_audio_format"]]
-        assert audio_input["format"]["type"] == BETA_TO_GA_FORMAT[session["input_audio_format"]]
-        assert (audio_input["format"].get("rate") == 24000) == (session["input_audio_format"] == "pcm16")
+        assert audio_input["format"] == BETA_TO_GA_FORMAT[session["input_audio_format"]]
     for beta_key, ga_key in (
         ("input_audio_noise_reduction", "noise_reduction"),
         ("input_audio_transcription", "transcription"),
@@ -379,7 +383,6 @@ def test_ga_round_trip(session: dict[str, Any], ttl: int) -> None:
 
     answer = wire(STANDIN._ga_success(body))
     returned = OpenAIUpstream().normalise(answer, session)
-    assert returned == ga_to_beta(answer, session)
     assert returned["client_secret"] == {"value": answer["value"], "expires_at": answer["expires_at"]}
     assert returned["id"] == answer["session"]["id"]
     assert {k: returned[k] for k in expected_beta(session)} == expected_beta(session)
