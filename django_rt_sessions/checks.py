@@ -212,17 +212,17 @@ def check_settings_shape(app_configs: Any = None, **kwargs: Any) -> list[checks.
 
 
 @checks.register()
-def check_model_retirements(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from .sessions.catalog import setting_problems
 
     return [
         checks.Error(
             problem,
-            hint='Each entry is {"shutdown": "YYYY-MM-DD", "replacement": "model"}, or None to drop a '
-            "shipped one; see docs/presets.md#model-lifecycle.",
+            hint='Each entry is a dict of "transports", "turn_detection", "fields", "shutdown" and '
+            '"replacement" (any of them), or None to forget a shipped one; see docs/presets.md#known-models.',
             id="rt_sessions.E008",
         )
-        for problem in setting_problems(rt_settings.MODEL_RETIREMENTS)
+        for problem in setting_problems(rt_settings.MODELS)
     ]
 
 
@@ -235,7 +235,7 @@ def check_presets(app_configs: Any = None, databases: Any = None, **kwargs: Any)
     from django.db import DatabaseError
 
     from .models import SessionPreset
-    from .sessions.catalog import retirement_of
+    from .sessions import catalog
     from .sessions.fields import model_of
     from .sessions.validation import PresetValidationError, validate_session
     from .upstreams import configured_upstream
@@ -248,11 +248,11 @@ def check_presets(app_configs: Any = None, databases: Any = None, **kwargs: Any)
         except DatabaseError:
             continue  # not migrated yet (this runs during the first migrate too)
         for preset in presets:
-            retirement = retirement_of(model_of(preset.session))
-            if retirement is not None:
+            retiring = catalog.retiring(model_of(preset.session))
+            if retiring is not None:
                 messages.append(
                     checks.Warning(
-                        retirement.notice(preset.name),
+                        retiring.retirement_notice(preset.name),
                         hint="Change the preset's transcription model in the admin or in your presets file "
                         "(docs/presets.md#model-lifecycle).",
                         obj=preset,

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "POLICY": None,
     "AUDIT_RETENTION_DAYS": 90,
     "PRESET_CACHE": True,
-    "MODEL_RETIREMENTS": {},
+    "MODELS": {},
 }
 
 
@@ -111,9 +111,9 @@ class Settings:
         return bool(self._get("PRESET_CACHE"))
 
     @property
-    def MODEL_RETIREMENTS(self) -> Any:
-        """Announced model shutdowns added to (or correcting) the shipped table; see sessions/catalog.py."""
-        return self._get("MODEL_RETIREMENTS") or {}
+    def MODELS(self) -> Any:
+        """Entries added to, or correcting, the shipped table of known models (sessions/catalog.py)."""
+        return self._get("MODELS") or {}
 
 
 rt_settings = Settings()

@@ -34,6 +34,16 @@ class SessionPreset(models.Model):
         _("default"), default=False, help_text=_("Used when a request names no preset. At most one.")
     )
     session = models.JSONField(_("session configuration"), default=dict, blank=True)
+    client_turns = models.JSONField(
+        _("client turns"),
+        null=True,
+        blank=True,
+        default=None,
+        help_text=_(
+            "How the browser client ends turns when the upstream detects none (null: the defaults); "
+            "see docs/presets.md#client-turns."
+        ),
+    )
     expires_after_seconds = models.PositiveIntegerField(_("token lifetime (seconds)"), default=60)
     overridable = models.JSONField(_("user may override"), default=list, blank=True)
     daily_quota = models.PositiveIntegerField(

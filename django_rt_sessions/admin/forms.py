@@ -12,13 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.functional import lazy
 from django.utils.translation import gettext_lazy as _
 
 from ..models import SessionPreset
 from ..presets.validation import validate_preset_options
+from ..sessions import catalog
 from ..sessions.docs import field_notes
-from ..sessions.fields import FIELDS, SessionField, index, lookup, set_path
-from ..sessions.validation import PresetValidationError, validate_session
+from ..sessions.fields import CLIENT_TURNS_FIELDS, FIELDS, SessionField, index, lookup, set_path
+from ..sessions.validation import PresetValidationError, validate_client_turns, validate_session
 from ..upstreams import configured_upstream
 
 NOT_SENT = ""
@@ -30,13 +32,12 @@ class ModelInput(forms.TextInput):
 
     template_name = "django_rt_sessions/widgets/model_input.html"
 
-    def __init__(self, suggestions: tuple[str, ...], attrs: dict[str, Any] | None = None) -> None:
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
         super().__init__({"list": "rt-sessions-known-models", "autocomplete": "off", **(attrs or {})})
-        self.suggestions = suggestions
 
     def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
-        context["known_models"] = self.suggestions
+        context["known_models"] = catalog.known_models()  # read now: RT_SESSIONS["MODELS"] may add some
         return context
 
 
@@ -73,15 +74,21 @@ def _number_attrs(spec: SessionField) -> dict[str, Any]:
     return attrs
 
 
+def help_text(spec: SessionField) -> str:
+    """A form field's help: the field's notes and, for typed-in values, what is allowed."""
+    notes = field_notes(spec, markdown=False)
+    if spec.rule.kind in ("text", "number", "integer", "list") and not spec.suggest_models:
+        notes.insert(1, _("Allowed: %(values)s.") % {"values": spec.rule.describe().replace("`", "")})
+    return " ".join(map(str, notes))
+
+
 def form_field(spec: SessionField, fields: tuple[SessionField, ...] = FIELDS) -> forms.Field:
     """The admin form field for one value of the description."""
     rule = spec.rule
-    help_text = field_notes(spec, markdown=False)
-    if rule.kind in ("text", "number", "integer", "list") and not spec.suggestions:
-        help_text.insert(1, _("Allowed: %(values)s.") % {"values": rule.describe().replace("`", "")})
     common: dict[str, Any] = {
         "label": spec.label,
-        "help_text": " ".join(map(str, help_text)),
+        # Lazy: the notes name the known models, which RT_SESSIONS["MODELS"] may change at any time.
+        "help_text": lazy(help_text, str)(spec),
         "required": False,
     }
     if rule.kind == "choice":
@@ -96,8 +103,8 @@ def form_field(spec: SessionField, fields: tuple[SessionField, ...] = FIELDS) ->
         return _AnyChoiceField(choices=choices, **common)
     if rule.kind == "text":
         long_text = rule.max_length is None or rule.max_length > 200
-        if spec.suggestions:
-            widget: forms.Widget = ModelInput(spec.suggestions)
+        if spec.suggest_models:
+            widget: forms.Widget = ModelInput()
         elif long_text:
             widget = forms.Textarea(attrs={"rows": 3})
         else:
@@ -125,6 +132,7 @@ class SessionPresetFormBase(forms.ModelForm):
     """The preset form without its session fields; `session_form_class` adds them from a description."""
 
     session_fields: tuple[SessionField, ...] = FIELDS
+    client_turn_fields: tuple[SessionField, ...] = CLIENT_TURNS_FIELDS
 
     overridable = forms.MultipleChoiceField(
         label=_("Users may change"),
@@ -176,6 +184,7 @@ class SessionPresetFormBase(forms.ModelForm):
         ]
         if self.instance.pk and not self.is_bound:
             self.initial.update(session_initial(self.instance.session, self.session_fields))
+            self.initial.update(session_initial(self.instance.client_turns or {}, self.client_turn_fields))
             self.initial["overridable"] = list(self.instance.overridable or [])
 
     def clean(self) -> dict[str, Any]:
@@ -188,11 +197,12 @@ class SessionPresetFormBase(forms.ModelForm):
         try:
             cleaned["session"] = validate_session(session, upstream=configured_upstream(), fields=fields)
         except PresetValidationError as exc:
-            for path, messages in exc.errors.items():
-                spec = by_path.get(path.removeprefix("session."))
-                field = spec.form_name if spec is not None else None
-                if field is None or field not in self.errors:
-                    self.add_error(field if field in self.fields else None, messages)
+            self._add_field_errors(exc, "session.", by_path)
+        client_turns, _misplaced = build_session(cleaned, self.client_turn_fields)
+        try:
+            cleaned["client_turns"] = validate_client_turns(client_turns or None)
+        except PresetValidationError as exc:
+            self._add_field_errors(exc, "client_turns.", index(self.client_turn_fields).by_path)
         try:
             validate_preset_options(
                 cleaned.get("expires_after_seconds"),
@@ -207,8 +217,19 @@ class SessionPresetFormBase(forms.ModelForm):
             self.add_error("default", _("The default preset must be active."))
         return cleaned
 
+    def _add_field_errors(
+        self, exc: PresetValidationError, prefix: str, by_path: dict[str, SessionField]
+    ) -> None:
+        """Each validator message on the form field of its path (or the form itself)."""
+        for path, messages in exc.errors.items():
+            spec = by_path.get(path.removeprefix(prefix))
+            field = spec.form_name if spec is not None else None
+            if field is None or field not in self.errors:
+                self.add_error(field if field in self.fields else None, messages)
+
     def save(self, commit: bool = True) -> SessionPreset:
         self.instance.session = self.cleaned_data["session"]
+        self.instance.client_turns = self.cleaned_data.get("client_turns")
         self.instance.overridable = list(self.cleaned_data.get("overridable") or [])
         return super().save(commit)
 
@@ -220,6 +241,7 @@ def session_form_class(fields: tuple[SessionField, ...] = FIELDS) -> type[Sessio
     assert len(set(names)) == len(names), f"two session fields share a form field: {names}"
     attrs: dict[str, Any] = {"session_fields": fields, "__module__": __name__}
     attrs.update({spec.form_name: form_field(spec, fields) for spec in leaves})
+    attrs.update({spec.form_name: form_field(spec, CLIENT_TURNS_FIELDS) for spec in CLIENT_TURNS_FIELDS})
     return type("SessionPresetForm", (SessionPresetFormBase,), attrs)
 
 

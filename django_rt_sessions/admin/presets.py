@@ -29,8 +29,8 @@ from ..issuing import IssueContext, fingerprint, issue_session
 from ..issuing.planning import plan_session
 from ..models import SessionPreset
 from ..presets import cache as preset_cache
-from ..sessions.catalog import retirement_of
-from ..sessions.fields import index, lookup, model_of
+from ..sessions import catalog
+from ..sessions.fields import CLIENT_TURNS_FIELDS, index, lookup, model_of
 from ..upstreams import get_upstream
 from .forms import SessionPresetForm, session_fieldsets
 
@@ -72,6 +72,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
         ),
         # One fieldset per group of the session fields' description (Audio, Transcription, Turn detection).
         *session_fieldsets(),
+        *session_fieldsets(CLIENT_TURNS_FIELDS),
         (_("Token lifetime and limits"), {"fields": ["expires_after_seconds", "rate", "daily_quota"]}),
         (_("What users may override"), {"fields": ["overridable"]}),
     ]
@@ -96,9 +97,9 @@ class SessionPresetAdmin(admin.ModelAdmin):
         extra: dict[str, Any] = {}
         if preset is not None:
             extra["rt_preview"] = self.upstream_preview(request, preset)
-            retirement = retirement_of(model_of(preset.session))
-            if retirement is not None and request.method == "GET":
-                self.message_user(request, retirement.notice(preset.name), messages.WARNING)
+            retiring = catalog.retiring(model_of(preset.session))
+            if retiring is not None and request.method == "GET":
+                self.message_user(request, retiring.retirement_notice(preset.name), messages.WARNING)
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     def upstream_preview(self, request: HttpRequest, preset: SessionPreset) -> dict[str, Any]:
@@ -120,16 +121,16 @@ class SessionPresetAdmin(admin.ModelAdmin):
     @admin.display(description=_("model"))
     def model_name(self, obj: SessionPreset) -> str:
         model = model_of(obj.session)
-        retirement = retirement_of(model)
-        if retirement is None:
+        retiring = catalog.retiring(model)
+        if retiring is None or retiring.shutdown is None:
             return model or "—"
-        when = (_("shut down %(date)s") if retirement.is_past() else _("shuts down %(date)s")) % {
-            "date": retirement.shutdown.isoformat()
+        when = (_("shut down %(date)s") if retiring.is_shut_down() else _("shuts down %(date)s")) % {
+            "date": retiring.shutdown.isoformat()
         }
         return format_html(
             '{} <span class="rt-retiring" title="{}" style="color:#b45309;white-space:nowrap">⚠ {}</span>',
             model,
-            retirement.notice(obj.name),
+            retiring.retirement_notice(obj.name),
             when,
         )
 

@@ -42,7 +42,7 @@ from ..presets.validation import (
     TITLE_MAX_LENGTH,
 )
 from ..sessions.docs import field_notes
-from ..sessions.fields import FIELDS, OVERRIDABLE_FIELDS, SessionField, index
+from ..sessions.fields import CLIENT_TURNS_FIELDS, FIELDS, OVERRIDABLE_FIELDS, SessionField, index
 from ..sessions.rules import Rule
 
 __all__ = ["CREATE_RESPONSES", "ERROR_CODES", "ERROR_COMPONENTS", "LIST_RESPONSES", "TAG", "error_schema"]
@@ -227,6 +227,11 @@ def request_schema(fields: tuple[SessionField, ...] = FIELDS) -> dict[str, Any]:
     }
 
 
+def client_turns_schema(fields: tuple[SessionField, ...] = CLIENT_TURNS_FIELDS) -> dict[str, Any]:
+    """A preset's `client_turns` (and the 201's `connect.client_turns`, where both keys are filled)."""
+    return _object_schema("", fields, strict=True)
+
+
 def preset_schema() -> dict[str, Any]:
     """A preset as `GET presets/` shows it (api.serializers.PresetSerializer): every field always present."""
     return _all_required(
@@ -313,8 +318,14 @@ def transcription_session_schema(fields: tuple[SessionField, ...] = FIELDS) -> d
                             "items": {"type": "string", "enum": ["webrtc", "websocket"]},
                             "description": "The transports the session's model supports, preferred first.",
                         },
+                        "client_turns": {
+                            **_all_required(client_turns_schema()),
+                            "nullable": True,
+                            "description": "How the browser client ends turns itself when the upstream "
+                            "detects none (turn detection null); null when the upstream detects turns.",
+                        },
                     },
-                    "required": ["api", "webrtc_url", "websocket_url", "transports"],
+                    "required": ["api", "webrtc_url", "websocket_url", "transports", "client_turns"],
                     "additionalProperties": False,
                     "description": "Where the browser connects with the key.",
                 },

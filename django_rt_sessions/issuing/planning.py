@@ -19,9 +19,9 @@ from ..errors import IssueError
 from ..models import SessionPreset
 from ..policy import PolicyContext, get_policy
 from ..presets.validation import validate_preset_options
-from ..sessions.catalog import retirement_of
+from ..sessions import catalog
 from ..sessions.fields import model_of
-from ..sessions.validation import PresetValidationError, apply_overrides, validate_session
+from ..sessions.validation import PresetValidationError, apply_overrides, client_turns_for, validate_session
 from ..upstreams import Upstream, get_upstream
 
 
@@ -32,6 +32,8 @@ class Plan:
     session: dict[str, Any]  # the merged, validated session (the beta endpoint's vocabulary)
     expires_after_seconds: int
     body: dict[str, Any]  # what is sent upstream
+    # How the browser ends turns when the upstream detects none (the 201's connect.client_turns), or None.
+    client_turns: dict[str, Any] | None = None
 
 
 def plan_session(
@@ -59,13 +61,13 @@ def plan_session(
     session = _merge(preset, overrides)
     session, expires_after_seconds = _apply_policy(user, preset, session, overrides, request)
 
-    retirement = retirement_of(model_of(session))
-    if retirement is not None and retirement.is_past():
+    retiring = catalog.retiring(model_of(session))
+    if retiring is not None and retiring.is_shut_down():
         raise IssueError(
             "upstream_unavailable",
             "This preset's transcription model has been shut down; the site's staff need to update it.",
             error_code="model_retired",
-            error_message=retirement.notice(preset.name),
+            error_message=retiring.retirement_notice(preset.name),
         )
     unsupported = upstream.unsupported(session)
     if unsupported:
@@ -76,7 +78,7 @@ def plan_session(
             error_message=" ".join(upstream.unsupported_message(token) for token in unsupported),
         )
     body = upstream.build_body(session, expires_after_seconds)
-    return Plan(preset, upstream, session, expires_after_seconds, body)
+    return Plan(preset, upstream, session, expires_after_seconds, body, _client_turns(preset, session))
 
 
 def _merge(preset: SessionPreset, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,13 +90,25 @@ def _merge(preset: SessionPreset, overrides: Mapping[str, Any]) -> dict[str, Any
     try:
         validate_session(preset.session)
     except PresetValidationError as exc:
-        raise IssueError(
-            "upstream_unavailable",
-            "This preset is misconfigured; the site's staff need to fix it.",
-            error_code="invalid_preset",
-            error_message=str(exc),
-        ) from None
+        raise _misconfigured(exc) from None
     raise IssueError("invalid", "Some values are invalid.", errors=user_errors)
+
+
+def _client_turns(preset: SessionPreset, session: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return client_turns_for(session, preset.client_turns)
+    except PresetValidationError as exc:  # stored before a rule existed, or written around the validator
+        raise _misconfigured(exc) from None
+
+
+def _misconfigured(exc: PresetValidationError) -> IssueError:
+    """A stored preset that no longer validates is the site's mistake: 503, named for staff in the audit."""
+    return IssueError(
+        "upstream_unavailable",
+        "This preset is misconfigured; the site's staff need to fix it.",
+        error_code="invalid_preset",
+        error_message=str(exc),
+    )
 
 
 def _apply_policy(

@@ -182,7 +182,10 @@ def _issue(context: IssueContext, payload: Any, attempt: _Attempt) -> IssuedSess
     body = {
         **result.body,
         "preset": preset.name,
-        "connect": plan.upstream.connect_info(config.base_url, plan.session),
+        "connect": {
+            **plan.upstream.connect_info(config.base_url, plan.session),
+            "client_turns": plan.client_turns,
+        },
     }
     token_request = TokenRequest.objects.create(
         **_audit_fields(context, attempt),

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from ..models import SessionPreset
-from ..sessions.catalog import retirement_of
+from ..sessions import catalog
 from ..sessions.fields import model_of
 from ..sessions.validation import PresetValidationError
 from ..upstreams import configured_upstream
@@ -27,6 +27,8 @@ def preset_as_json(preset: SessionPreset) -> dict[str, Any]:
         "expires_after_seconds": preset.expires_after_seconds,
         "overridable": preset.overridable,
     }
+    if preset.client_turns is not None:
+        data["client_turns"] = preset.client_turns
     if preset.rate:
         data["rate"] = preset.rate
     if preset.daily_quota:
@@ -95,7 +97,7 @@ def import_presets(data: Any) -> dict[str, list[str]]:
                 groups.append(group)
             preset.groups.set(groups)
             report["created" if created else "updated"].append(preset.name)
-            retirement = retirement_of(model_of(preset.session))
-            if retirement is not None and preset.active:
-                report["notices"].append(retirement.notice(preset.name))
+            retiring = catalog.retiring(model_of(preset.session))
+            if retiring is not None and preset.active:
+                report["notices"].append(retiring.retirement_notice(preset.name))
     return report

@@ -16,7 +16,13 @@ from ..models import SessionPreset, max_length
 from ..redaction import storable, unstorable_reason
 from ..sessions.fields import OVERRIDABLE_FIELDS
 from ..sessions.rules import is_int, show_value
-from ..sessions.validation import Capabilities, FieldErrors, PresetValidationError, validate_session
+from ..sessions.validation import (
+    Capabilities,
+    FieldErrors,
+    PresetValidationError,
+    validate_client_turns,
+    validate_session,
+)
 
 __all__ = [
     "MAX_EXPIRES_AFTER",
@@ -37,6 +43,7 @@ PRESET_KEYS = (
     "active",
     "default",
     "session",
+    "client_turns",
     "expires_after_seconds",
     "overridable",
     "rate",
@@ -122,6 +129,10 @@ def validate_preset(data: Any, *, upstream: Capabilities | None = None) -> dict[
         )
     try:
         cleaned["session"] = validate_session(data.get("session", {}), upstream=upstream)
+    except PresetValidationError as exc:
+        errors.update(exc.errors)
+    try:
+        cleaned["client_turns"] = validate_client_turns(data.get("client_turns"))
     except PresetValidationError as exc:
         errors.update(exc.errors)
     if errors:

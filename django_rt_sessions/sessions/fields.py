@@ -23,7 +23,6 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from .catalog import KNOWN_MODELS
 from .rules import Choice, Rule
 
 
@@ -44,12 +43,13 @@ class SessionField:
     override: str | None = None  # the request field a user may change it with
     override_null_off: bool = False  # the override's null turns the parent object off (not: drop the key)
     replaces: str | None = None  # a sibling this one replaces (never both)
-    only_models: tuple[str, ...] = ()  # known models that accept it (empty: all)
-    excluded_models: tuple[str, ...] = ()  # known models that refuse it
-    null_for_models: tuple[str, ...] = ()  # known models for which it must be given as null
+    # Some known models take it and others do not: which do is their entry in sessions/catalog.py.
+    per_model: bool = False
+    # Server turn detection: a value other than null needs a model that takes it (sessions/catalog.py).
+    server_turns: bool = False
     when: tuple[str, tuple[str, ...]] | None = None  # (sibling, values): only with that sibling value
     selector: bool = False  # a choice that also switches its parent object: "not sent" / "off" in the form
-    suggestions: tuple[str, ...] = ()  # values the admin suggests for free text
+    suggest_models: bool = False  # the admin suggests the known models (free text)
 
     @property
     def name(self) -> str:
@@ -70,7 +70,6 @@ _LANGUAGE = Rule(
 _AUDIO = _("Audio")
 _TRANSCRIPTION = _("Transcription")
 _TURNS = _("Turn detection")
-_KEYWORD_MODELS = ("gpt-transcribe", "gpt-live-transcribe")
 _SERVER_VAD = ("type", ("server_vad",))
 _SEMANTIC_VAD = ("type", ("semantic_vad",))
 VAD_MAX_MS = 10000
@@ -119,6 +118,7 @@ FIELDS: tuple[SessionField, ...] = (
         ),
         _AUDIO,
         "noise_reduction",
+        required=True,  # a noise_reduction object names its type (null turns noise reduction off)
         override="noise_reduction",
         override_null_off=True,
         selector=True,
@@ -145,15 +145,14 @@ FIELDS: tuple[SessionField, ...] = (
         "input_audio_transcription.model",
         _("Transcription model"),
         _(
-            "Any model name; the list suggests the known ones. gpt-live-transcribe is OpenAI's recommended "
-            "realtime model; gpt-transcribe is served over WebSocket only. Older models (whisper-1, "
-            "gpt-4o-*-transcribe) shut down on 2027-02-26."
+            "Any model name; the list suggests the known ones, whose rules (transports, turn detection, "
+            "the fields each takes, shutdowns) the app applies."
         ),
         Rule("text", min_length=1, max_length=100, single_line=True, not_blank=True, pattern_text="a model"),
         _TRANSCRIPTION,
         "model",
         required=True,
-        suggestions=KNOWN_MODELS,
+        suggest_models=True,
     ),
     SessionField(
         "input_audio_transcription.language",
@@ -178,7 +177,7 @@ FIELDS: tuple[SessionField, ...] = (
         ga_only=True,
         override="languages",
         replaces="language",
-        only_models=_KEYWORD_MODELS,
+        per_model=True,
     ),
     SessionField(
         "input_audio_transcription.keywords",
@@ -202,7 +201,7 @@ FIELDS: tuple[SessionField, ...] = (
         "keywords",
         ga_only=True,
         override="keywords",
-        only_models=_KEYWORD_MODELS,
+        per_model=True,
     ),
     SessionField(
         "input_audio_transcription.prompt",
@@ -215,7 +214,7 @@ FIELDS: tuple[SessionField, ...] = (
         _TRANSCRIPTION,
         "prompt",
         override="prompt",
-        excluded_models=("gpt-4o-transcribe-diarize", "gpt-realtime-whisper"),
+        per_model=True,
     ),
     SessionField(
         "input_audio_transcription.delay",
@@ -237,24 +236,27 @@ FIELDS: tuple[SessionField, ...] = (
         _TRANSCRIPTION,
         "delay",
         ga_only=True,
-        only_models=("gpt-realtime-whisper", "gpt-live-transcribe"),
+        per_model=True,
     ),
     SessionField(
         "turn_detection",
         _("Turn detection"),
-        _("Voice activity detection; null turns it off."),
+        _(
+            "Turn detection by the upstream; null turns it off, and the browser client then commits each "
+            "turn itself (client_turns)."
+        ),
         Rule("object"),
         _TURNS,
         "turn_detection",
         nullable=True,
-        null_for_models=("gpt-realtime-whisper",),
+        server_turns=True,
     ),
     SessionField(
         "turn_detection.type",
         _("Turn detection"),
         _(
             "Server VAD cuts the audio into turns by its volume; semantic VAD also uses a model to judge "
-            "whether the speaker has finished. Off (null) for gpt-realtime-whisper."
+            "whether the speaker has finished."
         ),
         Rule(
             "choice",
@@ -349,6 +351,32 @@ FIELDS: tuple[SessionField, ...] = (
         ),
         _TRANSCRIPTION,
         "include",
+    ),
+)
+
+
+_CLIENT_TURNS = _("Client turns")
+
+# `client_turns`, a preset key beside `session` (never sent upstream): how the browser client ends turns
+# itself when the upstream detects none (turn_detection null, or absent for a model without server VAD).
+CLIENT_TURNS_FIELDS: tuple[SessionField, ...] = (
+    SessionField(
+        "silence_duration_ms",
+        _("Silence that ends a turn (ms)"),
+        _("The browser commits the turn after this much silence following speech."),
+        Rule("integer", minimum=100, maximum=10000),
+        _CLIENT_TURNS,
+        "client_silence_duration_ms",
+        default=600,
+    ),
+    SessionField(
+        "max_turn_ms",
+        _("Longest turn (ms)"),
+        _("The browser commits a turn that has gone on this long, speech or not."),
+        Rule("integer", minimum=1000, maximum=120000),
+        _CLIENT_TURNS,
+        "client_max_turn_ms",
+        default=15000,
     ),
 )
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..redaction import storable
-from .catalog import MODELS_BY_NAME
-from .fields import FIELDS, FieldIndex, SessionField, index, lookup, model_of, set_path
+from . import catalog
+from .fields import CLIENT_TURNS_FIELDS, FIELDS, FieldIndex, SessionField, index, lookup, model_of, set_path
 from .rules import show_value
 
 __all__ = [
@@ -22,8 +22,10 @@ __all__ = [
     "FieldErrors",
     "PresetValidationError",
     "apply_overrides",
+    "client_turns_for",
     "field_path",
     "override_paths",
+    "validate_client_turns",
     "validate_session",
 ]
 
@@ -142,21 +144,24 @@ def _check_value(
 def _check_model_rules(
     errors: FieldErrors, fields_index: FieldIndex, prefix: str, session: Mapping[str, Any]
 ) -> None:
-    model = model_of(session)
-    if model not in MODELS_BY_NAME:
-        return  # a model the app does not know gets the generic rules only
+    """The known model's rules (sessions/catalog.py); a model the app does not know gets none of them."""
+    name = model_of(session)
+    known = catalog.model(name)
+    if known is None:
+        return
     for spec in fields_index.fields:
         present, value = lookup(session, spec.path)
-        where = field_path(prefix, spec.path)
-        if model in spec.null_for_models and (not present or value is not None):
-            what = str(spec.label).lower()
-            errors.add(where, f"Must be null: {model} does not support {what} (absent means on).")
         if not present or value is None:
             continue
-        if spec.only_models and model not in spec.only_models:
-            errors.add(where, f"{model} does not accept {spec.name}: only {', '.join(spec.only_models)} do.")
-        if model in spec.excluded_models:
-            errors.add(where, f"{model} does not accept {spec.name}.")
+        where = field_path(prefix, spec.path)
+        if spec.server_turns and not known.server_vad:
+            errors.add(
+                where,
+                f"{known.name} takes no server turn detection: set it to null (off); the browser client "
+                "then commits each turn itself (client_turns).",
+            )
+        if spec.per_model and not known.takes(spec.name):
+            errors.add(where, catalog.refusal(known.name, spec.name))
 
 
 def override_paths(fields: tuple[SessionField, ...] = FIELDS) -> dict[str, str]:
@@ -212,3 +217,23 @@ def apply_overrides(
         for path, messages in exc.errors.items():
             renamed.setdefault(paths.get(path, path), []).extend(messages)
         raise PresetValidationError(renamed) from None
+
+
+def validate_client_turns(value: Any, prefix: str = "client_turns") -> dict[str, Any] | None:
+    """A preset's `client_turns` (null, or an object of CLIENT_TURNS_FIELDS), with its defaults filled."""
+    if value is None:
+        return None
+    return validate_session(value, prefix, fields=CLIENT_TURNS_FIELDS)
+
+
+def client_turns_for(session: Mapping[str, Any], configured: Any) -> dict[str, Any] | None:
+    """How the browser ends turns for a (valid) session: None when the upstream detects turns (server or
+    semantic VAD, or turn_detection absent for a model that takes server VAD), else the preset's
+    `client_turns` with the defaults filled in (the 201's `connect.client_turns`)."""
+    if "turn_detection" in session:
+        upstream_detects = session["turn_detection"] is not None
+    else:
+        upstream_detects = catalog.takes_server_vad(model_of(session))
+    if upstream_detects:
+        return None
+    return validate_client_turns(configured or {})

@@ -37,7 +37,7 @@ def form_data(**changes: Any) -> dict[str, Any]:
         "groups": [],
         "input_audio_format": "pcm16",
         "noise_reduction": "far_field",
-        "model": "gpt-live-transcribe",
+        "model": "gpt-transcribe",
         "language": "fr",
         "prompt": "",
         "include": ["item.input_audio_transcription.logprobs"],
@@ -91,7 +91,7 @@ def test_preset_added_through_the_admin(admin_client: Client, admin_user: Any, g
     assert response.status_code == 302, form_errors(response)
     preset = SessionPreset.objects.get(name="calls-en")
     # SESSION minus the empty prompt, which the form does not send.
-    expected = {**SESSION, "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "fr"}}
+    expected = {**SESSION, "input_audio_transcription": {"model": "gpt-transcribe", "language": "fr"}}
     assert preset.session == expected
     assert preset.expires_after_seconds == 120
     assert preset.overridable == ["language"]
@@ -117,7 +117,7 @@ def test_preset_form_not_sent_and_off(admin_client: Client) -> None:
     preset = SessionPreset.objects.get()
     assert preset.session == {
         "input_audio_noise_reduction": None,
-        "input_audio_transcription": {"model": "gpt-live-transcribe"},
+        "input_audio_transcription": {"model": "gpt-transcribe"},
         "turn_detection": None,
     }
     assert preset.overridable == []
@@ -132,7 +132,7 @@ def test_preset_form_requires_a_model(admin_client: Client) -> None:
 def test_preset_form_shows_a_stored_preset(admin_client: Client, preset: SessionPreset) -> None:
     response = admin_client.get(preset_change(preset))
     form = response.context["adminform"].form
-    assert form.initial["model"] == "gpt-live-transcribe"
+    assert form.initial["model"] == "gpt-transcribe"
     assert form.initial["language"] == "fr"
     assert form.initial["noise_reduction"] == "far_field"
     assert form.initial["vad_silence_duration_ms"] == 500
@@ -294,4 +294,43 @@ def test_non_staff_users_are_sent_to_login(api: Client, url: str) -> None:
 def test_non_staff_users_cannot_post_presets(api: Client) -> None:
     response = api.post(PRESET_ADD, form_data())
     assert response.status_code == 302
+    assert not SessionPreset.objects.exists()
+
+
+def test_client_turns_in_the_preset_form(admin_client: Client) -> None:
+    live = {
+        "model": "gpt-live-transcribe",
+        "turn_detection": "off",
+        "vad_threshold": "",
+        "vad_prefix_padding_ms": "",
+    }
+    live["vad_silence_duration_ms"] = ""
+    response = admin_client.post(PRESET_ADD, form_data(**live, client_silence_duration_ms="800"))
+    assert response.status_code == 302, form_errors(response)
+    preset = SessionPreset.objects.get()
+    assert preset.session["turn_detection"] is None
+    assert preset.client_turns == {"silence_duration_ms": 800, "max_turn_ms": 15000}  # the default filled in
+    form = admin_client.get(preset_change(preset)).context["adminform"].form
+    assert (form.initial["client_silence_duration_ms"], form.initial["client_max_turn_ms"]) == (800, 15000)
+
+    response = admin_client.post(
+        preset_change(preset), form_data(**live, client_silence_duration_ms="50", client_max_turn_ms="")
+    )
+    assert form_errors(response) == {
+        "client_silence_duration_ms": ["50 is not a whole number from 100 to 10000."]
+    }
+    response = admin_client.post(preset_change(preset), form_data(**live))  # both empty: the defaults
+    assert response.status_code == 302, form_errors(response)
+    preset.refresh_from_db()
+    assert preset.client_turns is None
+
+
+def test_the_preset_form_refuses_server_vad_on_a_model_without_it(admin_client: Client) -> None:
+    response = admin_client.post(PRESET_ADD, form_data(model="gpt-live-transcribe"))
+    assert form_errors(response) == {
+        "turn_detection": [
+            "gpt-live-transcribe takes no server turn detection: set it to null (off); the browser client then "
+            "commits each turn itself (client_turns)."
+        ]
+    }
     assert not SessionPreset.objects.exists()

@@ -65,12 +65,12 @@ class TestIssue:
     @pytest.mark.parametrize(
         ("overrides", "expected"),
         [
-            ({"language": "de"}, {"model": "gpt-live-transcribe", "language": "de", "prompt": ""}),
+            ({"language": "de"}, {"model": "gpt-transcribe", "language": "de", "prompt": ""}),
             (
                 {"prompt": "Acme, Zorg"},
-                {"model": "gpt-live-transcribe", "language": "fr", "prompt": "Acme, Zorg"},
+                {"model": "gpt-transcribe", "language": "fr", "prompt": "Acme, Zorg"},
             ),
-            ({"language": None}, {"model": "gpt-live-transcribe", "prompt": ""}),
+            ({"language": None}, {"model": "gpt-transcribe", "prompt": ""}),
         ],
     )
     def test_allowed_overrides_reach_upstream(

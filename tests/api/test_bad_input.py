@@ -62,7 +62,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting(
 )
 def test_unpaired_surrogates(api: Client, preset: SessionPreset, upstream: Any, raw: str, where: str) -> None:
     preset.overridable = ["prompt", "keywords"]
-    preset.session["input_audio_transcription"]["model"] = "gpt-live-transcribe"
+    preset.session["input_audio_transcription"]["model"] = "gpt-transcribe"
     preset.save()
     response = send(api, raw)
     row = assert_refused_and_audited(response, upstream)

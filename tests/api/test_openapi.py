@@ -228,7 +228,7 @@ def test_201_schema_is_the_seed_returns_shape(document: dict[str, Any]) -> None:
     }
     assert schema["properties"]["client_secret"]["required"] == ["value", "expires_at"]
     connect = schema["properties"]["connect"]
-    assert connect["required"] == ["api", "webrtc_url", "websocket_url", "transports"]
+    assert connect["required"] == ["api", "webrtc_url", "websocket_url", "transports", "client_turns"]
     assert resolve(document, connect["properties"]["api"])["enum"] == ["ga", "beta"]
 
 

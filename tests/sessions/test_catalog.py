@@ -1,5 +1,6 @@
-"""Model lifecycle (docs/presets.md#model-lifecycle): OpenAI's announced shutdowns, MODEL_RETIREMENTS, the
-database checks, the admin, the import, and the 503 after the date, with a fixed clock."""
+"""The known models (docs/presets.md#known-models) and their lifecycle (#model-lifecycle): the shipped
+table, the MODELS setting that corrects it, OpenAI's announced shutdowns, the database checks, the admin,
+the import, and the 503 after the date, with a fixed clock."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
-from django_rt_sessions.checks import check_model_retirements, check_presets
+from django_rt_sessions.checks import check_models, check_presets
 from django_rt_sessions.models import SessionPreset, TokenRequest
-from django_rt_sessions.sessions.catalog import retirement_of
+from django_rt_sessions.sessions import catalog
 
 from ..conftest import post, set_rt
 from ..example_env import clean_environ
@@ -59,11 +60,11 @@ def test_the_shipped_table() -> None:
         "gpt-4o-transcribe",
         "gpt-4o-transcribe-diarize",
     ):
-        retirement = retirement_of(model)
-        assert retirement is not None, model
-        assert (retirement.shutdown, retirement.replacement) == (dt.date(2027, 2, 26), "gpt-live-transcribe")
+        retiring = catalog.retiring(model)
+        assert retiring is not None, model
+        assert (retiring.shutdown, retiring.replacement) == (dt.date(2027, 2, 26), "gpt-live-transcribe")
     for model in ("gpt-live-transcribe", "gpt-transcribe", "gpt-realtime-whisper", "acme-1", None):
-        assert retirement_of(model) is None
+        assert catalog.retiring(model) is None
 
 
 def test_a_warning_before_the_date(old_preset: SessionPreset, at_before: None) -> None:
@@ -116,7 +117,7 @@ def test_inactive_presets_and_current_models_get_no_warning(db: Any, at_before: 
     assert warnings() == []
 
 
-def test_model_retirements_extend_and_correct_the_table(
+def test_models_setting_extends_and_corrects_the_shutdowns(
     api: Client, old_preset: SessionPreset, upstream: Any, settings: Any, at_before: None
 ) -> None:
     SessionPreset.objects.create(
@@ -124,9 +125,9 @@ def test_model_retirements_extend_and_correct_the_table(
     )
     set_rt(
         settings,
-        MODEL_RETIREMENTS={
+        MODELS={
             "gpt-live-transcribe": {"shutdown": "2026-11-30", "replacement": "gpt-next"},
-            "whisper-1": None,  # OpenAI postponed it, say
+            "whisper-1": {"shutdown": None},  # OpenAI postponed it, say
         },
     )
     messages = [m.msg for m in warnings()]
@@ -136,7 +137,7 @@ def test_model_retirements_extend_and_correct_the_table(
     ]
     assert post(api, {"preset": "meetings-fr"}).status_code == 503
     assert post(api, {"preset": "old"}).status_code == 201
-    set_rt(settings, MODEL_RETIREMENTS={"gpt-live-transcribe": {"shutdown": "2027-06-01"}})
+    set_rt(settings, MODELS={"gpt-live-transcribe": {"shutdown": "2027-06-01"}})
     assert (
         "Preset 'meetings-fr' uses gpt-live-transcribe, which OpenAI shuts down on 2027-06-01 (in 182 days)."
         in [m.msg for m in warnings()]
@@ -146,33 +147,60 @@ def test_model_retirements_extend_and_correct_the_table(
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("2027-01-01", "RT_SESSIONS['MODEL_RETIREMENTS'] is str, not a dict of models."),
+        ("2027-01-01", "RT_SESSIONS['MODELS'] is str, not a dict of models."),
         (
             {"m": {"shutdown": "soon"}},
-            "RT_SESSIONS['MODEL_RETIREMENTS']['m']['shutdown'] is 'soon', not a date like '2027-02-26'.",
+            "RT_SESSIONS['MODELS']['m']['shutdown'] is 'soon', not a date like '2027-02-26' (or None).",
         ),
         (
             {"m": {"date": "2027-01-01"}},
-            "RT_SESSIONS['MODEL_RETIREMENTS']['m'] must be "
-            '{"shutdown": "YYYY-MM-DD", "replacement": "model"} or None.',
+            "RT_SESSIONS['MODELS']['m']['date'] is not a key of a model entry; the keys are transports, "
+            "turn_detection, fields, shutdown, replacement.",
         ),
         (
             {"m": {"shutdown": "2027-01-01", "replacement": ""}},
-            "RT_SESSIONS['MODEL_RETIREMENTS']['m']['replacement'] must be a model name or None.",
+            "RT_SESSIONS['MODELS']['m']['replacement'] is '': a model name, or None.",
+        ),
+        (
+            {"gpt-transcribe": {"transports": ["webrtc", "sip"]}},
+            "RT_SESSIONS['MODELS']['gpt-transcribe']['transports'] is ['webrtc', 'sip']: list one or both of "
+            "webrtc, websocket, preferred first.",
+        ),
+        (
+            {"gpt-transcribe": {"turn_detection": "off"}},
+            "RT_SESSIONS['MODELS']['gpt-transcribe']['turn_detection'] is 'off': true (server turn detection "
+            "allowed) or false (turn detection must be null).",
+        ),
+        (
+            {"m": {"fields": ["keywords", "temperature"]}},
+            "RT_SESSIONS['MODELS']['m']['fields'] is ['keywords', 'temperature']: a list of the fields it "
+            "takes among languages, keywords, prompt, delay.",
+        ),
+        (
+            {"m": ["websocket"]},
+            "RT_SESSIONS['MODELS']['m'] is list: give a dict of transports, "
+            "turn_detection, fields, shutdown, replacement, or None.",
         ),
     ],
 )
-def test_a_malformed_setting_is_an_error_naming_it(settings: Any, value: Any, message: str) -> None:
-    set_rt(settings, MODEL_RETIREMENTS=value)
-    [error] = check_model_retirements()
+def test_a_malformed_setting_is_an_error_naming_the_model_and_key(
+    settings: Any, value: Any, message: str
+) -> None:
+    set_rt(settings, MODELS=value)
+    [error] = check_models()
     assert (error.id, error.level, error.msg) == ("rt_sessions.E008", checks.ERROR, message)
 
 
 def test_a_well_formed_setting_passes(settings: Any) -> None:
     set_rt(
-        settings, MODEL_RETIREMENTS={"m": {"shutdown": "2027-01-01", "replacement": None}, "whisper-1": None}
+        settings,
+        MODELS={
+            "m": {"shutdown": "2027-01-01", "replacement": None},
+            "gpt-transcribe": {"transports": ["webrtc", "websocket"], "turn_detection": False, "fields": []},
+            "whisper-1": None,
+        },
     )
-    assert check_model_retirements() == []
+    assert check_models() == []
 
 
 def test_the_checks_are_database_checks(old_preset: SessionPreset, at_before: None) -> None:

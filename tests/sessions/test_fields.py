@@ -25,7 +25,7 @@ from django.urls import reverse
 from django_rt_sessions.admin.forms import session_form_class, session_initial
 from django_rt_sessions.api.openapi import preset_session_schema, request_schema
 from django_rt_sessions.models import SessionPreset, TokenRequest
-from django_rt_sessions.sessions import catalog, docs
+from django_rt_sessions.sessions import docs
 from django_rt_sessions.sessions.fields import FIELDS, SessionField, ga_only_tokens, index
 from django_rt_sessions.sessions.rules import Choice, Rule
 from django_rt_sessions.sessions.validation import PresetValidationError, validate_session
@@ -41,8 +41,8 @@ PRESET_ADD = reverse("admin:django_rt_sessions_sessionpreset_add")
 TR = "input_audio_transcription"
 LOGPROBS = "item.input_audio_transcription.logprobs"
 
-# The preset of the issue's "Done when": gpt-live-transcribe with keywords, two languages, delay, noise
-# strength and semantic VAD.
+# gpt-live-transcribe with keywords, two languages, delay and noise strength; no server turn detection
+# (the client commits turns).
 LIVE_SESSION: dict[str, Any] = {
     "input_audio_format": "pcm16",
     "input_audio_noise_reduction": {"type": "far_field", "strength": 0.6},
@@ -53,7 +53,7 @@ LIVE_SESSION: dict[str, Any] = {
         "delay": "low",
         "prompt": "",
     },
-    "turn_detection": {"type": "semantic_vad", "eagerness": "high"},
+    "turn_detection": None,
     "include": [LOGPROBS],
 }
 
@@ -64,9 +64,23 @@ def changed(**paths: Any) -> dict[str, Any]:
 
 
 SERVER_VAD = {"type": "server_vad", "threshold": 0.4, "prefix_padding_ms": 200, "silence_duration_ms": 400}
+# A model that takes server turn detection (and languages and keywords, not delay), with semantic VAD.
+VAD_SESSION = changed(
+    input_audio_transcription__model="gpt-transcribe",
+    input_audio_transcription__delay=DROP,
+    turn_detection={"type": "semantic_vad", "eagerness": "high"},
+)
+
+
+def vad(turn_detection: Any) -> dict[str, Any]:
+    """VAD_SESSION with another turn detection."""
+    return changed_copy(VAD_SESSION, turn_detection=turn_detection)
+
 
 VALID = {
     "the live preset": LIVE_SESSION,
+    "live, turn detection absent": changed(turn_detection=DROP),
+    "gpt-transcribe with semantic VAD": VAD_SESSION,
     "one language": changed(input_audio_transcription__languages=["de"]),
     "ten languages": changed(
         input_audio_transcription__languages=["en", "fr", "de", "es", "it", "pt", "nl", "sv", "pl", "ja"]
@@ -84,14 +98,11 @@ VALID = {
     },
     "strength 0": changed(input_audio_noise_reduction={"type": "near_field", "strength": 0.0}),
     "strength 1": changed(input_audio_noise_reduction={"type": "near_field", "strength": 1}),
-    **{
-        f"eagerness {e}": changed(turn_detection={"type": "semantic_vad", "eagerness": e})
-        for e in ("low", "auto")
-    },
-    "semantic without eagerness": changed(turn_detection={"type": "semantic_vad"}),
-    "server vad, idle 5000": changed(turn_detection={**SERVER_VAD, "idle_timeout_ms": 5000}),
-    "server vad, idle 30000": changed(turn_detection={**SERVER_VAD, "idle_timeout_ms": 30000}),
-    "server vad, idle null": changed(turn_detection={**SERVER_VAD, "idle_timeout_ms": None}),
+    **{f"eagerness {e}": vad({"type": "semantic_vad", "eagerness": e}) for e in ("low", "auto")},
+    "semantic without eagerness": vad({"type": "semantic_vad"}),
+    "server vad, idle 5000": vad({**SERVER_VAD, "idle_timeout_ms": 5000}),
+    "server vad, idle 30000": vad({**SERVER_VAD, "idle_timeout_ms": 30000}),
+    "server vad, idle null": vad({**SERVER_VAD, "idle_timeout_ms": None}),
     "gpt-transcribe keywords": changed(
         input_audio_transcription={"model": "gpt-transcribe", "keywords": ["a"]}
     ),
@@ -133,7 +144,7 @@ INVALID: dict[str, tuple[dict[str, Any], str, str]] = {
     "delay for gpt-transcribe": (
         {TR: {"model": "gpt-transcribe", "delay": "low"}},
         f"{TR}.delay",
-        "gpt-transcribe does not accept delay: only gpt-realtime-whisper, gpt-live-transcribe do.",
+        "gpt-transcribe does not accept delay: only gpt-live-transcribe, gpt-realtime-whisper do.",
     ),
     "no languages": (
         changed(input_audio_transcription__languages=[]),
@@ -163,7 +174,7 @@ INVALID: dict[str, tuple[dict[str, Any], str, str]] = {
     "languages for gpt-4o-transcribe": (
         {TR: {"model": "gpt-4o-transcribe", "languages": ["en"]}},
         f"{TR}.languages",
-        "gpt-4o-transcribe does not accept languages: only gpt-transcribe, gpt-live-transcribe do.",
+        "gpt-4o-transcribe does not accept languages: only gpt-live-transcribe, gpt-transcribe do.",
     ),
     "keyword with angle brackets": (
         changed(input_audio_transcription__keywords=["ok", "<b>"]),
@@ -198,7 +209,7 @@ INVALID: dict[str, tuple[dict[str, Any], str, str]] = {
     "keywords for whisper-1": (
         {TR: {"model": "whisper-1", "keywords": ["Acme"]}},
         f"{TR}.keywords",
-        "whisper-1 does not accept keywords: only gpt-transcribe, gpt-live-transcribe do.",
+        "whisper-1 does not accept keywords: only gpt-live-transcribe, gpt-transcribe do.",
     ),
     "prompt for gpt-realtime-whisper": (
         {TR: {"model": "gpt-realtime-whisper", "prompt": "Acme"}, "turn_detection": None},
@@ -208,25 +219,37 @@ INVALID: dict[str, tuple[dict[str, Any], str, str]] = {
     "turn detection for gpt-realtime-whisper": (
         {TR: {"model": "gpt-realtime-whisper"}, "turn_detection": {"type": "server_vad"}},
         "turn_detection",
-        "Must be null: gpt-realtime-whisper does not support turn detection (absent means on).",
+        "gpt-realtime-whisper takes no server turn detection: set it to null (off); the browser client "
+        "then commits each turn itself (client_turns).",
+    ),
+    "semantic VAD for gpt-live-transcribe": (
+        changed_copy(LIVE_SESSION, turn_detection={"type": "semantic_vad"}),
+        "turn_detection",
+        "gpt-live-transcribe takes no server turn detection: set it to null (off); the browser client "
+        "then commits each turn itself (client_turns).",
+    ),
+    "noise reduction without its type": (
+        changed(input_audio_noise_reduction={"strength": 0.5}),
+        "input_audio_noise_reduction.type",
+        "Required.",
     ),
     "threshold with semantic VAD": (
-        changed(turn_detection={"type": "semantic_vad", "threshold": 0.5}),
+        vad({"type": "semantic_vad", "threshold": 0.5}),
         "turn_detection.threshold",
         "Only used with type server_vad, not 'semantic_vad'.",
     ),
     "eagerness with server VAD": (
-        changed(turn_detection={"type": "server_vad", "eagerness": "low"}),
+        vad({"type": "server_vad", "eagerness": "low"}),
         "turn_detection.eagerness",
         "Only used with type semantic_vad, not 'server_vad'.",
     ),
     "eagerness value": (
-        changed(turn_detection={"type": "semantic_vad", "eagerness": "eager"}),
+        vad({"type": "semantic_vad", "eagerness": "eager"}),
         "turn_detection.eagerness",
         "'eager' is not one of low, medium, high, auto.",
     ),
     "idle timeout too short": (
-        changed(turn_detection={**SERVER_VAD, "idle_timeout_ms": 4999}),
+        vad({**SERVER_VAD, "idle_timeout_ms": 4999}),
         "turn_detection.idle_timeout_ms",
         "4999 is not a whole number from 5000 to 30000.",
     ),
@@ -261,6 +284,7 @@ def test_the_validator_names_the_field_and_the_bad_value(
 # One item per line, empty means not sent: a form cannot hold a keyword with a line break, an empty one,
 # or an empty list.
 NOT_IN_A_FORM = {
+    "noise reduction without its type",  # the form's "noise reduction" select is the type
     "surrogate in a keyword",
     "NUL in the prompt",
     "keyword on two lines",
@@ -389,6 +413,7 @@ def test_a_languages_override_replaces_the_presets_language(
     api: Client, preset: SessionPreset, upstream: Any
 ) -> None:
     preset.session[TR]["model"] = "gpt-live-transcribe"
+    preset.session["turn_detection"] = None  # gpt-live-transcribe: the client commits turns
     preset.overridable = ["languages"]
     preset.save()
     assert post(api, {"languages": ["en", "de"]}).status_code == 201
@@ -416,7 +441,7 @@ def test_keywords_on_a_model_without_them(api: Client, preset: SessionPreset, up
     assert response.status_code == 400
     assert response.json()["errors"] == {
         "keywords": [
-            "gpt-4o-transcribe does not accept keywords: only gpt-transcribe, gpt-live-transcribe do."
+            "gpt-4o-transcribe does not accept keywords: only gpt-live-transcribe, gpt-transcribe do."
         ]
     }
     assert not upstream.requests
@@ -452,12 +477,14 @@ def test_the_live_preset_is_imported_and_issued_on_the_ga_shapes(
         "format": {"type": "audio/pcm", "rate": 24000},
         "noise_reduction": {"type": "far_field", "strength": 0.6},
         "transcription": LIVE_SESSION[TR],
-        "turn_detection": {"type": "semantic_vad", "eagerness": "high"},
+        "turn_detection": None,
     }
     body = response.json()
     for key in ("input_audio_noise_reduction", TR, "turn_detection", "include"):
         assert body[key] == LIVE_SESSION[key]  # the beta endpoint's nesting, GA-only fields included
     assert body["connect"]["transports"] == ["webrtc", "websocket"]
+    # No server turn detection: the browser commits turns, with the defaults.
+    assert body["connect"]["client_turns"] == {"silence_duration_ms": 600, "max_turn_ms": 15000}
 
 
 GA_ONLY_ERRORS = {
@@ -465,8 +492,6 @@ GA_ONLY_ERRORS = {
     f"session.{TR}.languages": ["'languages'"],
     f"session.{TR}.keywords": ["'keywords'"],
     f"session.{TR}.delay": ["'delay'"],
-    "session.turn_detection.type": ["'semantic_vad'"],
-    "session.turn_detection.eagerness": ["'eagerness'"],
 }
 
 
@@ -482,12 +507,16 @@ def test_the_beta_upstream_refuses_every_ga_only_field(settings: Any) -> None:
     with pytest.raises(PresetValidationError) as info:
         validate_session(LIVE_SESSION, upstream=get_upstream())
     assert info.value.errors == {path: [beta_message(what[0])] for path, what in GA_ONLY_ERRORS.items()}
-    idle = changed(turn_detection={**SERVER_VAD, "idle_timeout_ms": 6000})
+    with pytest.raises(PresetValidationError) as info:
+        validate_session(vad({"type": "semantic_vad", "eagerness": "high"}), upstream=get_upstream())
+    assert info.value.errors["session.turn_detection.type"] == [beta_message("'semantic_vad'")]
+    assert info.value.errors["session.turn_detection.eagerness"] == [beta_message("'eagerness'")]
+    idle = vad({**SERVER_VAD, "idle_timeout_ms": 6000})
     with pytest.raises(PresetValidationError) as info:
         validate_session(idle, upstream=get_upstream())
     assert "session.turn_detection.idle_timeout_ms" in info.value.errors
     # What the beta endpoint had is fine.
-    plain = {TR: {"model": "gpt-live-transcribe", "language": "fr"}, "turn_detection": SERVER_VAD}
+    plain = {TR: {"model": "gpt-transcribe", "language": "fr"}, "turn_detection": SERVER_VAD}
     assert validate_session(plain, upstream=get_upstream()) == plain
 
 
@@ -495,7 +524,7 @@ def test_the_beta_upstream_refuses_them_in_the_admin_and_the_import(
     admin_client: Client, settings: Any, tmp_path: Path
 ) -> None:
     set_rt(settings, UPSTREAM="openai-beta", BASE_URL="http://127.0.0.1:9/v1")
-    response = admin_client.post(PRESET_ADD, form_data(LIVE_SESSION))
+    response = admin_client.post(PRESET_ADD, form_data(VAD_SESSION))
     errors = response.context["adminform"].form.errors
     assert errors["keywords"] == [beta_message("'keywords'")]
     assert errors["turn_detection"] == [beta_message("'semantic_vad'")]
@@ -637,6 +666,7 @@ def test_the_201_validates_as_the_sdks_beta_transcription_session(
     assert [e["loc"] for e in info.value.errors()] == [("input_audio_transcription", "model")]
     # With a model the beta type knows, the whole body validates, the GA-only fields as extras.
     live_preset.session[TR] = {"model": "gpt-4o-transcribe", "language": "fr"}
+    live_preset.session["turn_detection"] = {"type": "semantic_vad", "eagerness": "high"}
     live_preset.save()
     with time_machine.travel(dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)):  # before its shutdown
         strict = TranscriptionSession.model_validate(post(api, {}).json())
@@ -650,10 +680,14 @@ def test_the_201_validates_as_the_sdks_beta_transcription_session(
 # ---------------------------------------------------------------------------- the docs and the schema
 
 
-def test_the_docs_field_table_is_the_description() -> None:
-    """docs/presets.md holds the table generated from FIELDS (scripts/update-docs rewrites it)."""
+@pytest.mark.parametrize("name", list(docs.GENERATED))
+def test_the_docs_tables_are_the_descriptions(name: str) -> None:
+    """docs/presets.md holds the tables generated from the fields and the known models (scripts/update-docs
+    rewrites them)."""
     text = (ROOT / "docs" / "presets.md").read_text(encoding="utf-8")
-    assert docs.table_in(text) == docs.markdown_table(), "docs/presets.md is stale: run scripts/update-docs"
+    assert docs.table_in(text, name) == docs.generated(name), (
+        "docs/presets.md is stale: run scripts/update-docs"
+    )
 
 
 NEW_FIELD = SessionField(
@@ -724,8 +758,7 @@ def test_the_description_is_consistent() -> None:
     by_path = index().by_path
     for spec in FIELDS:
         assert spec.parent == "" or by_path[spec.parent].rule.kind == "object", spec.path
-        for model in (*spec.only_models, *spec.excluded_models, *spec.null_for_models):
-            assert model in catalog.KNOWN_MODELS, (spec.path, model)
+        assert not (spec.per_model and spec.parent != "input_audio_transcription"), spec.path
         if spec.replaces:
             assert by_path[f"{spec.parent}.{spec.replaces}".lstrip(".")].replaces == spec.name
 

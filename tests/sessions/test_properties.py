@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from django_rt_sessions.errors import IssueError
 from django_rt_sessions.issuing.payload import parse_overrides
 from django_rt_sessions.presets.validation import MAX_EXPIRES_AFTER, MIN_EXPIRES_AFTER
-from django_rt_sessions.sessions.catalog import KNOWN_MODELS
 from django_rt_sessions.sessions.validation import PresetValidationError, apply_overrides, validate_session
 from django_rt_sessions.testing import validation
 from django_rt_sessions.testing.server import DEFAULT_TURN_DETECTION, OpenAIStandIn
@@ -43,8 +42,19 @@ BETA_TO_GA_FORMAT = {
 }
 AUDIO_FORMATS = tuple(BETA_TO_GA_FORMAT)
 # The model rules, written here on their own from OpenAI's docs (not read from the app's description).
+KNOWN_MODELS = (
+    "gpt-live-transcribe",
+    "gpt-transcribe",
+    "gpt-realtime-whisper",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-4o-transcribe-diarize",
+    "whisper-1",
+)
 MODELS_WITHOUT_PROMPT = ("gpt-4o-transcribe-diarize", "gpt-realtime-whisper")
-MODELS_WITHOUT_VAD = ("gpt-realtime-whisper",)
+# OpenAI's realtime VAD guide: these "require turn detection to be omitted or set to null".
+MODELS_WITHOUT_VAD = ("gpt-realtime-whisper", "gpt-live-transcribe")
 KEYWORD_MODELS = ("gpt-transcribe", "gpt-live-transcribe")
 DELAY_MODELS = ("gpt-realtime-whisper", "gpt-live-transcribe")
 
@@ -245,7 +255,7 @@ FULL_SESSION = {
     "input_audio_format": "pcm16",
     "input_audio_noise_reduction": {"type": "far_field"},
     "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "fr", "prompt": ""},
-    "turn_detection": {"type": "server_vad", "threshold": 0.5},
+    "turn_detection": None,  # gpt-live-transcribe: the client commits turns
     "include": ["item.input_audio_transcription.logprobs"],
 }
 DIARIZE = {"input_audio_transcription": {"model": "gpt-4o-transcribe-diarize"}}

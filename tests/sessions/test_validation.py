@@ -11,7 +11,7 @@ import pytest
 from django_ratelimit.core import _split_rate
 
 from django_rt_sessions.presets.validation import validate_preset, validate_preset_options
-from django_rt_sessions.sessions.catalog import KNOWN_MODELS
+from django_rt_sessions.sessions.catalog import known_models
 from django_rt_sessions.sessions.validation import PresetValidationError, apply_overrides, validate_session
 
 from ..conftest import DROP, MINIMAL_SESSION, SESSION, changed_copy
@@ -98,7 +98,9 @@ def test_a_session_must_name_a_model(session: dict[str, Any], field: str) -> Non
 
 
 def test_turn_detection_type_defaults_to_server_vad() -> None:
-    cleaned = validate_session(minimal(turn_detection={"threshold": 0.3}))
+    cleaned = validate_session(
+        {"input_audio_transcription": {"model": "gpt-transcribe"}, "turn_detection": {"threshold": 0.3}}
+    )
     assert cleaned["turn_detection"] == {"type": "server_vad", "threshold": 0.3}
 
 
@@ -149,7 +151,7 @@ def test_noise_reduction_refused(value: Any, field: str) -> None:
     assert list(session_errors(session_with(input_audio_noise_reduction=value))) == [field]
 
 
-@pytest.mark.parametrize("model", [*KNOWN_MODELS, "some-future-model"])
+@pytest.mark.parametrize("model", [*known_models(), "some-future-model"])
 def test_any_non_empty_model_accepted(model: str) -> None:
     session = {"input_audio_transcription": {"model": model}}
     if model == "gpt-realtime-whisper":
@@ -283,16 +285,29 @@ def test_prompt_is_fine_for_other_models() -> None:
     assert validate_session(session) == session
 
 
+@pytest.mark.parametrize("model", ["gpt-realtime-whisper", "gpt-live-transcribe"])
 @pytest.mark.parametrize(
-    "turn_detection", [{"type": "server_vad"}, {"threshold": 0.5}, DROP], ids=["object", "partial", "absent"]
+    "turn_detection",
+    [{"type": "server_vad"}, {"threshold": 0.5}, {"type": "semantic_vad"}],
+    ids=["server", "partial", "semantic"],
 )
-def test_realtime_whisper_needs_turn_detection_null(turn_detection: Any) -> None:
-    session: dict[str, Any] = {"input_audio_transcription": {"model": "gpt-realtime-whisper"}}
-    if turn_detection is not DROP:
-        session["turn_detection"] = turn_detection
-    errors = session_errors(session)
-    assert list(errors) == [TD]
-    assert "gpt-realtime-whisper" in errors[TD][0]
+def test_models_without_server_vad_refuse_turn_detection(model: str, turn_detection: Any) -> None:
+    session = {"input_audio_transcription": {"model": model}, "turn_detection": turn_detection}
+    assert session_errors(session) == {
+        TD: [
+            f"{model} takes no server turn detection: set it to null (off); the browser client then "
+            "commits each turn itself (client_turns)."
+        ]
+    }
+
+
+@pytest.mark.parametrize("model", ["gpt-realtime-whisper", "gpt-live-transcribe"])
+def test_models_without_server_vad_take_turn_detection_null_or_absent(model: str) -> None:
+    for session in (
+        {"input_audio_transcription": {"model": model}, "turn_detection": None},
+        {"input_audio_transcription": {"model": model}},
+    ):
+        assert validate_session(session) == session
 
 
 def test_turn_detection_is_fine_for_diarize() -> None:
@@ -334,7 +349,8 @@ def test_error_message_names_fields() -> None:
 def test_the_spec_example_preset_is_valid() -> None:
     data = preset_data()
     cleaned = validate_preset(data)
-    assert cleaned == {**data, "daily_quota": None}  # the one optional key the example leaves out
+    # The optional keys the example leaves out.
+    assert cleaned == {**data, "daily_quota": None, "client_turns": None}
     assert data == preset_data()
 
 
@@ -347,12 +363,60 @@ def test_preset_defaults_filled() -> None:
         "active": True,
         "default": False,
         "session": MINIMAL_SESSION,
+        "client_turns": None,
         "expires_after_seconds": 60,
         "overridable": [],
         "rate": "",
         "groups": [],
         "daily_quota": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("client_turns", "cleaned"),
+    [
+        (None, None),
+        ({}, {"silence_duration_ms": 600, "max_turn_ms": 15000}),
+        ({"silence_duration_ms": 100}, {"silence_duration_ms": 100, "max_turn_ms": 15000}),
+        (
+            {"silence_duration_ms": 10000, "max_turn_ms": 120000},
+            {"silence_duration_ms": 10000, "max_turn_ms": 120000},
+        ),
+    ],
+)
+def test_client_turns_defaults_are_filled(client_turns: Any, cleaned: Any) -> None:
+    preset = {"name": "p", "session": MINIMAL_SESSION, "client_turns": client_turns}
+    assert validate_preset(preset)["client_turns"] == cleaned
+
+
+@pytest.mark.parametrize(
+    ("client_turns", "errors"),
+    [
+        (
+            {"silence_duration_ms": 99},
+            {"client_turns.silence_duration_ms": ["99 is not a whole number from 100 to 10000."]},
+        ),
+        (
+            {"max_turn_ms": 120001},
+            {"client_turns.max_turn_ms": ["120001 is not a whole number from 1000 to 120000."]},
+        ),
+        (
+            {"max_turn_ms": "15s"},
+            {"client_turns.max_turn_ms": ["'15s' is not a whole number from 1000 to 120000."]},
+        ),
+        (
+            {"silence": 500},
+            {
+                "client_turns.silence": [
+                    "Unknown field; the fields here are: silence_duration_ms, max_turn_ms."
+                ]
+            },
+        ),
+        ([600], {"client_turns": ["Must be a JSON object."]}),
+    ],
+)
+def test_client_turns_refused_naming_the_value(client_turns: Any, errors: dict[str, list[str]]) -> None:
+    assert preset_errors({"name": "p", "session": MINIMAL_SESSION, "client_turns": client_turns}) == errors
 
 
 @pytest.mark.parametrize("quota", [0, -1, 1.5, "10", True])
@@ -553,12 +617,12 @@ def test_overrides_merged(overrides: dict[str, Any], expected: dict[str, Any]) -
 def test_null_language_means_auto_detect() -> None:
     merged = apply_overrides(SESSION, {"language": None})
     assert "language" not in merged["input_audio_transcription"]
-    assert merged["input_audio_transcription"]["model"] == "gpt-live-transcribe"
+    assert merged["input_audio_transcription"]["model"] == "gpt-transcribe"
 
 
 def test_null_prompt_removes_the_prompt() -> None:
     merged = apply_overrides(SESSION, {"prompt": None})
-    assert merged["input_audio_transcription"] == {"model": "gpt-live-transcribe", "language": "fr"}
+    assert merged["input_audio_transcription"] == {"model": "gpt-transcribe", "language": "fr"}
 
 
 def test_null_noise_reduction_turns_it_off() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import re
 import socket
@@ -174,7 +175,8 @@ def test_openai_ga_shape(api: Client, preset: SessionPreset, upstream: Any) -> N
         "api": "ga",
         "webrtc_url": f"{upstream.base_url}/realtime/calls",
         "websocket_url": f"{ws_base}/realtime?intent=transcription",
-        "transports": ["webrtc", "websocket"],
+        "transports": ["websocket"],  # gpt-transcribe is served over WebSocket only
+        "client_turns": None,  # server VAD: the upstream detects turns
     }
 
     row = only_row()
@@ -732,3 +734,88 @@ def test_connect_lists_the_transports_of_the_sessions_model(
     response = post(api, {})
     assert response.status_code == 201, response.content
     assert response.json()["connect"]["transports"] == transports
+
+
+@pytest.mark.parametrize(
+    ("session", "client_turns", "expected"),
+    [
+        # No server turn detection: the browser commits turns, with the preset's numbers or the defaults.
+        (
+            {"input_audio_transcription": {"model": "gpt-live-transcribe"}, "turn_detection": None},
+            {"silence_duration_ms": 800},
+            {"silence_duration_ms": 800, "max_turn_ms": 15000},
+        ),
+        (
+            {"input_audio_transcription": {"model": "gpt-live-transcribe"}},  # absent: none for this model
+            None,
+            {"silence_duration_ms": 600, "max_turn_ms": 15000},
+        ),
+        (
+            {"input_audio_transcription": {"model": "gpt-transcribe"}, "turn_detection": None},
+            None,
+            {"silence_duration_ms": 600, "max_turn_ms": 15000},
+        ),
+        # The upstream detects turns: the preset's client_turns are not used.
+        (
+            {"input_audio_transcription": {"model": "gpt-transcribe"}},  # absent: the upstream's default VAD
+            {"silence_duration_ms": 800},
+            None,
+        ),
+        (
+            {
+                "input_audio_transcription": {"model": "gpt-transcribe"},
+                "turn_detection": {"type": "semantic_vad"},
+            },
+            None,
+            None,
+        ),
+    ],
+    ids=["live-null", "live-absent", "transcribe-null", "transcribe-absent", "transcribe-semantic"],
+)
+def test_connect_says_whether_the_browser_commits_turns(
+    api: Client,
+    preset: SessionPreset,
+    upstream: Any,
+    session: dict[str, Any],
+    client_turns: Any,
+    expected: Any,
+) -> None:
+    preset.session, preset.client_turns = session, client_turns
+    preset.save()
+    response = post(api, {})
+    assert response.status_code == 201, response.content
+    assert response.json()["connect"]["client_turns"] == expected
+    assert "client_turns" not in json.dumps(upstream.requests[-1].json)  # never sent upstream
+
+
+def test_a_stored_preset_with_bad_client_turns_answers_503_as_misconfigured(
+    api: Client, preset: SessionPreset, upstream: Any
+) -> None:
+    SessionPreset.objects.filter(pk=preset.pk).update(
+        session={"input_audio_transcription": {"model": "gpt-live-transcribe"}},
+        client_turns={"silence_duration_ms": 5},  # written around the validator
+    )
+    response = post(api, {})
+    assert (response.status_code, response.json()["code"]) == (503, "upstream_unavailable")
+    assert not upstream.requests
+    row = only_row()
+    assert (row.outcome, row.error_code) == ("upstream_unavailable", "invalid_preset")
+    assert "client_turns.silence_duration_ms" in row.error_message
+
+
+def test_a_stored_preset_with_vad_on_a_model_without_it_answers_503(
+    api: Client, preset: SessionPreset, upstream: Any
+) -> None:
+    """Saved before OpenAI's turn rule: the site's mistake, answered without calling the upstream."""
+    SessionPreset.objects.filter(pk=preset.pk).update(
+        session={
+            "input_audio_transcription": {"model": "gpt-live-transcribe"},
+            "turn_detection": {"type": "server_vad"},
+        }
+    )
+    response = post(api, {})
+    assert (response.status_code, response.json()["code"]) == (503, "upstream_unavailable")
+    assert not upstream.requests
+    row = only_row()
+    assert (row.outcome, row.error_code) == ("upstream_unavailable", "invalid_preset")
+    assert "gpt-live-transcribe takes no server turn detection" in row.error_message
