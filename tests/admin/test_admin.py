@@ -329,8 +329,8 @@ def test_the_preset_form_refuses_server_vad_on_a_model_without_it(admin_client: 
     response = admin_client.post(PRESET_ADD, form_data(model="gpt-live-transcribe"))
     assert form_errors(response) == {
         "turn_detection": [
-            "gpt-live-transcribe takes no server turn detection: set it to null (off); the browser client then "
-            "commits each turn itself (client_turns)."
+            "gpt-live-transcribe takes no server turn detection: set it to null (off); the browser client "
+            "then commits each turn itself (client_turns)."
         ]
     }
     assert not SessionPreset.objects.exists()
