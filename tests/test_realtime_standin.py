@@ -441,13 +441,17 @@ def test_slow_events_are_held_until_released(standin: OpenAIStandIn) -> None:
 def test_stop_closes_open_sockets() -> None:
     standin = OpenAIStandIn().start()
     try:
-        ws = open_socket(standin, mint(standin))
-        receive(ws)
+        with open_socket(standin, mint(standin)) as ws:
+            receive(ws)
+            standin.stop()
+            # The socket is still open on this side: what comes next is the server's close frame.
+            with pytest.raises(ConnectionClosed) as caught:
+                receive(ws)
     finally:
         standin.stop()
-    with pytest.raises(ConnectionClosed) as caught:
-        receive(ws)
     assert caught.value.rcvd is not None and caught.value.rcvd.code == 1001
+    (connection,) = standin.realtime
+    assert connection.closed.is_set() and connection.close_code == 1001
 
 
 # ------------------------------------------------------------------------- without the speech extra
