@@ -14,7 +14,10 @@ Client events: ``session.update``, ``input_audio_buffer.append`` (base64 PCM16, 
 ``.completed`` (after each turn), and ``error`` shaped like OpenAI's (names and fields as in openai-python's
 ``types/realtime``). With ``server_vad`` the turns come from an energy VAD (``speech.EnergyVAD``), which also
 stands in for ``semantic_vad`` (a turn ends after a silence that is longer the lower the eagerness); with
-``turn_detection: null`` the turns are the client's commits.
+``turn_detection: null`` a turn opens with its first audio, streams deltas while the audio arrives, and ends
+when the client commits it (``clear`` drops it). Like OpenAI, a session with VAD on a model that takes none
+(``validation.NO_TURN_DETECTION_MODELS``) is refused, and such a session that says nothing about turn
+detection has none.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ def ga_session_from_beta(beta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unconfigured_session() -> dict[str, Any]:
-    """An API-key connection's session: server VAD, no transcription model until a session.update."""
+    """An API-key connection's session: no transcription model until a session.update, server VAD unless
+    that update picks a model that takes none."""
     return {
         "type": "transcription",
         "object": "realtime.transcription_session",
@@ -104,12 +108,7 @@ def _unconfigured_session() -> dict[str, Any]:
                 "format": {"type": "audio/pcm", "rate": INPUT_RATE},
                 "transcription": None,
                 "noise_reduction": None,
-                "turn_detection": {
-                    "type": "server_vad",
-                    "threshold": 0.5,
-                    "prefix_padding_ms": 300,
-                    "silence_duration_ms": 500,
-                },
+                "turn_detection": dict(validation.DEFAULT_TURN_DETECTION),
             }
         },
     }
@@ -148,16 +147,18 @@ class RealtimeSession:
         speech_problem: str | None = None,
     ) -> None:
         self.session = session if session is not None else _unconfigured_session()
+        # The API-key session's server VAD was not asked for: a model that takes no VAD turns it off.
+        self._turn_detection_defaulted = session is None
         self._engine = engine
         self._speech_problem = speech_problem
         self._resources = ExitStack()
         self._recognizer: Recognizer | None = None
         self._vad: EnergyVAD | None = None
-        self._manual_audio: list[bytes] = []
         self._uncommitted_ms = 0
-        self._item: str | None = None  # the turn being spoken (server VAD)
+        self._item: str | None = None  # the open turn: being spoken (server VAD) or not yet committed
         self._emitted = ""  # the part of the turn's partial text already sent as deltas
         self._turn_ms = 0
+        self._turn_bytes = 0  # the open turn's audio without VAD (its ms, rounded down, in _turn_ms)
         self._partial_at_ms = 0
         self._previous_item: str | None = None
         self._warned_unconfigured = False
@@ -178,8 +179,8 @@ class RealtimeSession:
     def _configure(self) -> None:
         turn = self._input.get("turn_detection")
         if self._item is not None and self._recognizer is not None:
-            self._recognizer.cancel()
-        self._item, self._emitted = None, ""
+            self._recognizer.cancel()  # a new configuration starts a new turn
+        self._item, self._emitted, self._turn_ms, self._turn_bytes, self._uncommitted_ms = None, "", 0, 0, 0
         self._vad = None
         if self._engine is not None and isinstance(turn, dict) and turn.get("type") == "server_vad":
             self._vad = EnergyVAD(
@@ -282,13 +283,24 @@ class RealtimeSession:
         if isinstance(update, dict) and "type" not in update:
             update = {**update, "type": "transcription"}
         problem = validation.validate_request("openai", {"session": update})
+        assert problem is not None or isinstance(update, dict)
+        changes = ((update.get("audio") or {}).get("input") or {}) if isinstance(update, dict) else {}
+        merged = {**self._input, **changes}
+        if "turn_detection" not in changes and self._turn_detection_defaulted:
+            merged["turn_detection"] = validation.default_turn_detection(_model(merged))
+        if problem is None:
+            # The update with the session it changes: a model that takes no VAD on a session with VAD, say.
+            problem = validation.turn_detection_problem(
+                _model(merged), merged.get("turn_detection"), "session.audio.input.turn_detection"
+            )
         if problem is not None:
             return [error_event(problem.message, code=problem.code, param=problem.param, event_id=event_id)]
         assert isinstance(update, dict)
         if "include" in update:
             self.session["include"] = update["include"]
-        for key, value in ((update.get("audio") or {}).get("input") or {}).items():
-            self._input[key] = value
+        if "turn_detection" in changes:
+            self._turn_detection_defaulted = False
+        self._input.update(merged)
         self._configure()
         return [{"type": "session.updated", "event_id": wire.event_id(), "session": self.session}]
 
@@ -355,12 +367,28 @@ class RealtimeSession:
                     event_id=event_id,
                 )
             ]
+        return self.feed_audio(pcm)
+
+    def feed_audio(self, pcm: bytes) -> list[dict[str, Any]]:
+        """Audio of the session's input (PCM16, 24 kHz, mono) → the server events it causes."""
         self.prepare()
         if self._vad is None:
-            self._manual_audio.append(pcm)
-            self._uncommitted_ms += len(pcm) // BYTES_PER_MS
-            return []
+            return self._open_turn_feed(pcm)
         return self._vad_feed(pcm)
+
+    def _open_turn_feed(self, pcm: bytes) -> list[dict[str, Any]]:
+        """Without turn detection: the audio joins the open turn (opened by its first audio), which the
+        client commits; its words stream as deltas meanwhile, as in a spoken turn with VAD."""
+        assert self._recognizer is not None
+        if self._item is None:
+            self._item, self._emitted, self._turn_bytes, self._partial_at_ms = wire.item_id(), "", 0, 0
+        self._turn_bytes += len(pcm)
+        self._turn_ms = self._uncommitted_ms = self._turn_bytes // BYTES_PER_MS
+        self._recognizer.accept(pcm)
+        if self._turn_ms - self._partial_at_ms < PARTIAL_EVERY_MS:
+            return []
+        self._partial_at_ms = self._turn_ms
+        return self._deltas(self._item, self._recognizer.partial())
 
     def _vad_feed(self, pcm: bytes) -> list[dict[str, Any]]:
         assert self._vad is not None and self._recognizer is not None
@@ -437,7 +465,7 @@ class RealtimeSession:
                 "usage": {"type": "duration", "seconds": round(self._turn_ms / 1000, 3)},
             }
         )
-        self._item, self._emitted, self._turn_ms = None, "", 0
+        self._item, self._emitted, self._turn_ms, self._turn_bytes = None, "", 0, 0
         return events
 
     def _commit(self, event_id: str | None) -> list[dict[str, Any]]:
@@ -449,7 +477,7 @@ class RealtimeSession:
             self._vad.reset()
             self._uncommitted_ms = 0
             return self._finish_turn(item, self._recognizer.finish())
-        if self._uncommitted_ms < MIN_COMMIT_MS:
+        if self._uncommitted_ms < MIN_COMMIT_MS or self._item is None or self._recognizer is None:
             return [
                 error_event(
                     "Error committing input audio buffer: buffer too small. Expected at least "
@@ -458,15 +486,8 @@ class RealtimeSession:
                     event_id=event_id,
                 )
             ]
-        item = wire.item_id()
-        self._turn_ms, self._uncommitted_ms = self._uncommitted_ms, 0
-        transcript = ""
-        if self._manual_audio and self._recognizer is not None:
-            self._emitted = ""
-            self._recognizer.accept(b"".join(self._manual_audio))
-            transcript = self._recognizer.finish()
-        self._manual_audio = []
-        return self._finish_turn(item, transcript)
+        self._uncommitted_ms = 0
+        return self._finish_turn(self._item, self._recognizer.finish())
 
     def _clear(self) -> list[dict[str, Any]]:
         if self._recognizer is not None and self._item is not None:
@@ -474,11 +495,16 @@ class RealtimeSession:
         if self._vad is not None:
             self._vad.reset()
         self._item, self._emitted, self._turn_ms, self._uncommitted_ms = None, "", 0, 0
-        self._manual_audio = []
+        self._turn_bytes = 0
         return [{"type": "input_audio_buffer.cleared", "event_id": wire.event_id()}]
 
 
 # ------------------------------------------------------------------------------------------ the socket
+
+
+def _model(audio_input: dict[str, Any]) -> Any:
+    transcription = audio_input.get("transcription")
+    return transcription.get("model") if isinstance(transcription, dict) else None
 
 
 def new_session(state: StandInState, session: dict[str, Any] | None) -> RealtimeSession:

@@ -59,12 +59,7 @@ ROUTES: dict[str, str] = {
 REALTIME_PATHS = frozenset({"/v1/realtime", "/openai/v1/realtime"})
 
 DEFAULT_FORMAT = {"type": "audio/pcm", "rate": 24000}
-DEFAULT_TURN_DETECTION = {
-    "type": "server_vad",
-    "threshold": 0.5,
-    "prefix_padding_ms": 300,
-    "silence_duration_ms": 500,
-}
+DEFAULT_TURN_DETECTION = validation.DEFAULT_TURN_DETECTION
 GA_DEFAULT_TTL = 600
 BETA_TTL = 60
 MAX_BODY = 1024 * 1024
@@ -440,7 +435,10 @@ class OpenAIStandIn:
                     "format": audio_input.get("format", dict(DEFAULT_FORMAT)),
                     "transcription": audio_input.get("transcription"),
                     "noise_reduction": audio_input.get("noise_reduction"),
-                    "turn_detection": audio_input.get("turn_detection", dict(DEFAULT_TURN_DETECTION)),
+                    "turn_detection": audio_input.get(
+                        "turn_detection",
+                        validation.default_turn_detection(_model(audio_input.get("transcription"))),
+                    ),
                 }
             },
         }
@@ -460,7 +458,10 @@ class OpenAIStandIn:
             "modalities": ["text"],
             "input_audio_format": body.get("input_audio_format", "pcm16"),
             "input_audio_transcription": body.get("input_audio_transcription"),
-            "turn_detection": body.get("turn_detection", dict(DEFAULT_TURN_DETECTION)),
+            "turn_detection": body.get(
+                "turn_detection",
+                validation.default_turn_detection(_model(body.get("input_audio_transcription"))),
+            ),
             "input_audio_noise_reduction": body.get("input_audio_noise_reduction"),
             "include": body.get("include"),
         }
@@ -471,6 +472,10 @@ class OpenAIStandIn:
 async def _wait(release: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(release.wait(), max(0.0, seconds))
+
+
+def _model(transcription: Any) -> Any:
+    return transcription.get("model") if isinstance(transcription, dict) else None
 
 
 def _speech_engine(speech: SpeechEngine | str | None) -> tuple[SpeechEngine | None, str | None]:
