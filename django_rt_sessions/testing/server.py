@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import secrets
@@ -44,7 +45,7 @@ from .behaviours import (
 from .realtime import ga_session_from_beta, serve_realtime
 from .speech import SpeechEngine, SpeechUnavailable, load_engine
 from .state import RealtimeConnection, StandInState
-from .wire import abort_connection, error_response, json_response, session_id
+from .wire import CORS_HEADERS, abort_connection, error_response, json_response, session_id
 
 __all__ = ["DEFAULT_API_KEY", "OpenAIStandIn", "RealtimeConnection", "RecordedRequest"]
 
@@ -57,6 +58,9 @@ ROUTES: dict[str, str] = {
 }
 # The realtime WebSocket, below each BASE_URL (`connect.websocket_url` is "{BASE_URL}/realtime?…").
 REALTIME_PATHS = frozenset({"/v1/realtime", "/openai/v1/realtime"})
+# WebRTC calls (`connect.webrtc_url` is "{BASE_URL}/realtime/calls").
+WEBRTC_PATHS = frozenset({"/v1/realtime/calls", "/openai/v1/realtime/calls"})
+WEBRTC_EXTRA = "django-rt-sessions[standin-webrtc]"
 
 DEFAULT_FORMAT = {"type": "audio/pcm", "rate": 24000}
 DEFAULT_TURN_DETECTION = validation.DEFAULT_TURN_DETECTION
@@ -78,7 +82,8 @@ logger = logging.getLogger("django_rt_sessions.testing")
 class RecordedRequest:
     """One request as the stand-in received it (header names lower-cased).
 
-    ``shape`` is "openai", "openai-beta", "azure", "realtime" (the WebSocket's upgrade request) or "unknown".
+    ``shape`` is "openai", "openai-beta", "azure", "realtime" (the WebSocket's upgrade request), "webrtc" (a
+    WebRTC call's SDP offer, or its CORS preflight) or "unknown".
     """
 
     method: str
@@ -150,7 +155,7 @@ class OpenAIStandIn:
 
     @property
     def realtime(self) -> list[RealtimeConnection]:
-        """The realtime connections accepted, in order."""
+        """The realtime connections accepted (WebSocket and WebRTC calls), in order."""
         return self.state.connections.records
 
     # ----------------------------------------------------------------------------------------- lifecycle
@@ -257,6 +262,11 @@ class OpenAIStandIn:
         return f"{self.url}/openai/v1"
 
     @property
+    def webrtc_url(self) -> str:
+        """The WebRTC endpoint (SDP offer in, answer out), as the app's ``connect.webrtc_url`` names it."""
+        return self.base_url + "/realtime/calls"
+
+    @property
     def realtime_url(self) -> str:
         """The realtime WebSocket, as the app's ``connect.websocket_url`` names it."""
         return "ws" + self.base_url[len("http") :] + "/realtime?intent=transcription"
@@ -294,6 +304,11 @@ class OpenAIStandIn:
         response = await self._respond(request)
         if not response.prepared:
             response.headers["x-request-id"] = f"req_{secrets.token_hex(16)}"
+            if (
+                request.path in WEBRTC_PATHS
+            ):  # a misbehaviour's answer too: the browser must be able to read it
+                for name, value in CORS_HEADERS.items():
+                    response.headers.setdefault(name, value)
         return response
 
     async def _respond(self, request: web.Request) -> web.StreamResponse:
@@ -306,7 +321,7 @@ class OpenAIStandIn:
         except ValueError:
             parsed = None
         path = request.path
-        shape = ROUTES.get(path) or ("realtime" if path in REALTIME_PATHS else "unknown")
+        shape = ROUTES.get(path) or _SHAPES_BELOW_BASE_URL.get(path, "unknown")
         with self._requests_lock:
             self.requests.append(
                 RecordedRequest(
@@ -319,6 +334,9 @@ class OpenAIStandIn:
                 )
             )
 
+        if shape == "webrtc" and request.method == "OPTIONS":
+            # A browser's CORS preflight: it takes no behaviour, which is meant for the call itself.
+            return await self._serve_call(request)
         behaviour, release = self.state.behaviours.take()
         expired = isinstance(behaviour, Expired)
         if behaviour is not None and not expired:
@@ -332,6 +350,8 @@ class OpenAIStandIn:
 
         if shape == "realtime":
             return await serve_realtime(self.state, request)
+        if shape == "webrtc":
+            return await self._serve_call(request)
         if shape == "unknown":
             return error_response(404, f"Invalid URL ({request.method} {path})", "unknown_url")
         if request.method != "POST":
@@ -360,6 +380,13 @@ class OpenAIStandIn:
         else:
             payload = self._ga_success(parsed, expired=expired)
         return json_response(200, payload)
+
+    async def _serve_call(self, request: web.Request) -> web.StreamResponse:
+        try:
+            from . import webrtc
+        except ImportError as exc:
+            return error_response(501, _webrtc_problem(exc), "webrtc_unavailable")
+        return await webrtc.serve_call(self.state, request, _ice_address(self.host))
 
     async def _misbehave(self, behaviour: Behaviour, release: asyncio.Event) -> web.Response | None:
         """Apply a behaviour: a response to send instead, or None to carry on normally."""
@@ -472,6 +499,38 @@ class OpenAIStandIn:
 async def _wait(release: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(release.wait(), max(0.0, seconds))
+
+
+_SHAPES_BELOW_BASE_URL = {
+    **dict.fromkeys(REALTIME_PATHS, "realtime"),
+    **dict.fromkeys(WEBRTC_PATHS, "webrtc"),
+}
+
+
+def webrtc_unavailable() -> str | None:
+    """Why the stand-in cannot answer WebRTC calls here (its extra is not installed), or None."""
+    try:
+        from . import webrtc  # noqa: F401 - imported to know
+    except ImportError as exc:
+        return _webrtc_problem(exc)
+    return None
+
+
+def _webrtc_problem(exc: ImportError) -> str:
+    return (
+        f'The stand-in\'s WebRTC endpoint needs aiortc (missing: {exc.name}): pip install "{WEBRTC_EXTRA}". '
+        "Its realtime WebSocket works without it."
+    )
+
+
+def _ice_address(host: str) -> str:
+    """Where WebRTC peers gather their candidates: the stand-in's own address, or loopback when it listens
+    on every address (or on a name)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    return "127.0.0.1" if address.is_unspecified else str(address)
 
 
 def _model(transcription: Any) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 __all__ = [
+    "CORS_HEADERS",
     "abort_connection",
     "call_id",
     "error_body",
@@ -31,6 +32,13 @@ __all__ = [
 ]
 
 _ALNUM = string.ascii_letters + string.digits
+
+# On every answer of the WebRTC endpoint, which a browser calls from the site's page (another origin). No
+# credentials cross (the key is a header), so any origin may call, as it may call OpenAI.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, x-request-id",
+}
 
 
 def random_id(prefix: str, length: int = 20) -> str:
