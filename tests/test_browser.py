@@ -506,6 +506,7 @@ def test_log_in_get_a_session_and_count_down(site: Site, driver: Any) -> None:
         "live",
         "meetings-fr",
         "phone-line",
+        "server-turns",
     ]  # not team-only: not in the group
     assert presets.first_selected_option.get_attribute("value") == "dictation"  # the default preset
     assert driver.find_element(By.ID, "language").is_displayed()  # dictation lets the user pick the language
@@ -753,7 +754,15 @@ def test_module_errors_carry_code_status_and_retry_after(site: Site, signed_in: 
         "import(arguments[0]).then((rt) => rt.fetchPresets()).then((p) => done(p.map((x) => x.name)));",
         MODULE_PATH,
     )
-    assert presets == ["daily-once", "dictation", "limited", "live", "meetings-fr", "phone-line"]
+    assert presets == [
+        "daily-once",
+        "dictation",
+        "limited",
+        "live",
+        "meetings-fr",
+        "phone-line",
+        "server-turns",
+    ]
 
 
 ANSWER_OFFER = """

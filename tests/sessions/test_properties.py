@@ -120,7 +120,8 @@ def sessions(draw: st.DrawFn) -> dict[str, Any]:
         transcription["prompt"] = draw(prompts)
     session["input_audio_transcription"] = transcription
     if model in MODELS_WITHOUT_VAD:
-        session["turn_detection"] = None
+        if draw(st.booleans()):
+            session["turn_detection"] = None  # or absent: both mean none for these models
     elif draw(st.booleans()):
         session["turn_detection"] = draw(turn_detections)
     if draw(st.booleans()):
@@ -359,8 +360,14 @@ def expected_beta(session: dict[str, Any]) -> dict[str, Any]:
     return {
         "input_audio_format": session.get("input_audio_format", "pcm16"),
         "input_audio_transcription": session.get("input_audio_transcription"),
-        # An absent turn_detection is the upstream's default VAD, and the answer says so.
-        "turn_detection": session.get("turn_detection", DEFAULT_TURN_DETECTION),
+        # An absent turn_detection is the upstream's default VAD (none for the models that take none), and
+        # the answer says so.
+        "turn_detection": session.get(
+            "turn_detection",
+            None
+            if session["input_audio_transcription"]["model"] in MODELS_WITHOUT_VAD
+            else DEFAULT_TURN_DETECTION,
+        ),
         "input_audio_noise_reduction": session.get("input_audio_noise_reduction"),
         "include": session.get("include"),
         "modalities": ["text"],
