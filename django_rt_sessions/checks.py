@@ -92,11 +92,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
     messages.extend(_check_numbers())
     messages.extend(_check_rate_limit_cache())
-    if not settings.DEBUG and not rt_settings.API_KEY:
+    if not rt_settings.API_KEY:
         messages.append(
             checks.Warning(
                 "No OpenAI API key is configured: every token request will answer 503.",
-                hint="Set the OPENAI_API_KEY environment variable or RT_SESSIONS['API_KEY'].",
+                hint="Set the OPENAI_API_KEY environment variable or RT_SESSIONS['API_KEY']. To work "
+                "offline, run the local stand-in for OpenAI and point OPENAI_BASE_URL and OPENAI_API_KEY "
+                "at it (README, 'Without an OpenAI key').",
                 id="rt_sessions.W001",
             )
         )
@@ -223,6 +225,23 @@ def check_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
             id="rt_sessions.E008",
         )
         for problem in setting_problems(rt_settings.MODELS)
+    ]
+
+
+# Errors a running site survives, degraded: an unshared rate-limit cache still counts, per process. The
+# other Errors would crash a request, send the key unencrypted or call an upstream that must refuse.
+SERVED_DESPITE = frozenset({"rt_sessions.E007"})
+
+
+def configuration_errors() -> list[checks.CheckMessage]:
+    """The Errors of the settings checks: what `manage.py check` refuses, found the same way when a request
+    arrives under a server that runs no checks (gunicorn, uvicorn, daphne). The issuing service answers
+    503 `misconfigured` while there is one (but for SERVED_DESPITE)."""
+    return [
+        message
+        for check in (check_settings_shape, check_settings, check_models)
+        for message in check()
+        if message.is_serious() and message.id not in SERVED_DESPITE
     ]
 
 

@@ -53,6 +53,15 @@ class Settings:
         return self._get("API_KEY") or os.environ.get("OPENAI_API_KEY") or None
 
     @property
+    def API_KEY_SOURCE(self) -> str:
+        """Where API_KEY came from, in the words a log message should use to send the reader there."""
+        if self._get("API_KEY"):
+            return "RT_SESSIONS['API_KEY']"
+        if os.environ.get("OPENAI_API_KEY"):
+            return "the OPENAI_API_KEY environment variable"
+        return "RT_SESSIONS['API_KEY'] or the OPENAI_API_KEY environment variable"
+
+    @property
     def BASE_URL(self) -> str:
         base = self._get("BASE_URL") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         return str(base).rstrip("/")

@@ -27,6 +27,7 @@ class Outcome(models.TextChoices):
     UPSTREAM_ERROR = "upstream_error", _("upstream error")
     UPSTREAM_UNAVAILABLE = "upstream_unavailable", _("upstream unavailable")
     UPSTREAM_TIMEOUT = "upstream_timeout", _("upstream timeout")
+    MISCONFIGURED = "misconfigured", _("site misconfigured")
 
 
 # Seconds a client is asked to wait while something the app needs (the database, the rate-limit cache)
@@ -73,6 +74,12 @@ ERRORS: dict[str, ErrorSpec] = {
     ),
     "upstream_timeout": ErrorSpec(
         504, Outcome.UPSTREAM_TIMEOUT, "The transcription service did not answer in time."
+    ),
+    # The site's settings are wrong (what `manage.py check` reports as an Error): staff must fix them.
+    "misconfigured": ErrorSpec(
+        503,
+        Outcome.MISCONFIGURED,
+        "The service is not configured correctly; the site's staff need to fix it.",
     ),
 }
 # A site POLICY's own codes: a refusal (403 unless the policy says otherwise).

@@ -96,9 +96,13 @@ def test_w001_without_an_api_key_in_production(settings: Any) -> None:
     assert ids(settings, BASE_URL="https://api.openai.com/v1") == ["rt_sessions.W001"]
 
 
-def test_w001_not_in_debug(settings: Any) -> None:
+def test_w001_in_debug_too(settings: Any) -> None:
+    """With DEBUG and no key every request answers 503 just the same: say so, and how to work offline."""
     settings.DEBUG = True
-    assert ids(settings, BASE_URL="https://api.openai.com/v1") == []
+    settings.RT_SESSIONS = {"BASE_URL": "https://api.openai.com/v1"}
+    [message] = check_settings()
+    assert message.id == "rt_sessions.W001"
+    assert "OPENAI_BASE_URL" in message.hint and "stand-in" in message.hint
 
 
 def test_w001_not_with_the_key_in_the_environment(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,6 +50,8 @@ __all__ = ["CREATE_RESPONSES", "ERROR_CODES", "ERROR_COMPONENTS", "LIST_RESPONSE
 TAG = "rt-sessions"
 PRESET_NAME_PATTERN = f"^{NAME_PATTERN}$"
 
+# Authentication failures keep the status and code of the site's DRF authentication class, whatever it is.
+AUTHENTICATION_STATUSES = (401, 403)
 # DRF's own codes that the views' exception handler passes through, by status.
 _DRF_CODES: dict[int, tuple[str, ...]] = {
     401: ("not_authenticated", "authentication_failed"),  # token/JWT sites (WWW-Authenticate set)
@@ -83,7 +85,9 @@ _ERROR_INFO: dict[int, tuple[str, str]] = {
     ),
     401: (
         "UnauthorizedError",
-        "Not logged in, on sites whose first DRF authentication class sends `WWW-Authenticate` (token, JWT).",
+        "Not logged in, or credentials refused, on sites whose first DRF authentication class sends "
+        "`WWW-Authenticate` (token, JWT): `not_authenticated`, `authentication_failed`, or the "
+        "authentication class's own code (djangorestframework-simplejwt: `token_not_valid`).",
     ),
     403: (
         "ForbiddenError",
@@ -108,7 +112,8 @@ _ERROR_INFO: dict[int, tuple[str, str]] = {
         "ServiceUnavailableError",
         "`upstream_unavailable`: the upstream rate-limited us (its `Retry-After` is passed on), could not be "
         "reached, or no API key is configured. `rate_limit_unavailable`: the rate-limit cache is down. "
-        "`service_unavailable`: the database is down.",
+        "`service_unavailable`: the database is down. `misconfigured`: the site's settings have an error "
+        "that `manage.py check` reports.",
     ),
     504: ("UpstreamTimeoutError", "`upstream_timeout`: the upstream did not answer in time."),
 }
@@ -337,9 +342,18 @@ def transcription_session_schema(fields: tuple[SessionField, ...] = FIELDS) -> d
 
 def error_schema(status: int) -> dict[str, Any]:
     """`{"detail", "code"[, "errors"]}` with the codes a `status` response can carry."""
+    code: dict[str, Any] = {"type": "string", "description": "Stable code."}
+    if status in AUTHENTICATION_STATUSES:
+        # An authentication class may add codes of its own (djangorestframework-simplejwt: token_not_valid).
+        code["description"] = (
+            f"Stable code: {', '.join(f'`{c}`' for c in ERROR_CODES[status])}, or the code of the site's "
+            "authentication class (djangorestframework-simplejwt: `token_not_valid`)."
+        )
+    else:
+        code["enum"] = list(ERROR_CODES[status])
     properties: dict[str, Any] = {
         "detail": {"type": "string", "description": "Human-readable; safe to show to the user."},
-        "code": {"type": "string", "enum": list(ERROR_CODES[status]), "description": "Stable code."},
+        "code": code,
     }
     if status == 400:
         properties["errors"] = {

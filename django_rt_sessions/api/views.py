@@ -11,6 +11,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from ..issuing import IssueContext, issue_from_body
@@ -34,6 +35,12 @@ class RtSessionsView(APIView):
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         error_reports.protect(request)  # no key in a debug page or its DEBUG logging
         return super().initialize_request(request, *args, **kwargs)
+
+    def get_authenticators(self) -> list[Any]:
+        # The site's DEFAULT_AUTHENTICATION_CLASSES read now, not APIView's class attribute (captured when
+        # DRF's views module was first imported, so override_settings and reloads never reach it).
+        classes: list[Any] = api_settings.DEFAULT_AUTHENTICATION_CLASSES  # type: ignore[assignment]
+        return [authenticator() for authenticator in classes]
 
     def get_exception_handler(self):  # type: ignore[no-untyped-def]
         return exceptions.exception_handler

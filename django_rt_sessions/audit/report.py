@@ -29,6 +29,7 @@ OUTCOME_COLOURS: dict[str, str] = {
     Outcome.UPSTREAM_ERROR: "#c62828",  # red
     Outcome.UPSTREAM_UNAVAILABLE: "#00838f",  # teal
     Outcome.UPSTREAM_TIMEOUT: "#1565c0",  # blue
+    Outcome.MISCONFIGURED: "#304ffe",  # bright indigo
 }
 assert set(OUTCOME_COLOURS) == set(Outcome), "every outcome needs a colour"
 CHART_DAYS = 30

@@ -56,7 +56,8 @@ class RawBodyParser(BaseParser):
         return RawBody(raw, too_large=len(raw) > MAX_BODY_BYTES, media_type=media_type or "")
 
 
-FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# The body is JSON, said so or left unsaid (curl -d without -H, some fetch wrappers): docs/http-api.md.
+JSON_CONTENT_TYPES = ("application/json", "")
 # The body is a flat object (its lists hold strings), so anything deeper is malformed; the bound also
 # keeps json.loads far from the interpreter's recursion limit.
 MAX_DEPTH = 8
@@ -66,8 +67,13 @@ def decode_body(body: RawBody) -> Any:
     """The body as JSON, at most MAX_BODY_BYTES, every string storable."""
     if body.too_large:
         raise IssueError("invalid", f"The body is larger than {MAX_BODY_BYTES} bytes.")
-    if body.media_type.split(";")[0].strip().lower() in FORM_CONTENT_TYPES:
-        raise IssueError("invalid", "Send a JSON object with Content-Type: application/json.")
+    media_type = body.media_type.split(";")[0].strip().lower()
+    if media_type not in JSON_CONTENT_TYPES:
+        raise IssueError(
+            "invalid",
+            f"Content-Type {show_value(media_type)} is not JSON: send a JSON object with Content-Type: "
+            "application/json.",
+        )
     if not body.raw.strip():
         return {}
     if _nesting(body.raw) > MAX_DEPTH:

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.dispatch import Signal
 from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from .. import signals
+from .. import checks, signals
 from ..conf import rt_settings
 from ..errors import DATABASE_DOWN_ERRORS, IssueError
 from ..models import SessionPreset, TokenRequest
@@ -93,6 +94,7 @@ def prepare(context: IssueContext, payload: Any, attempt: _Attempt | None = None
     `rt_sessions_issue --dry-run` prints what this returns; the issuance sends it.
     """
     attempt = attempt or _Attempt()
+    _require_configured()
     preset_name, overrides = parse_overrides(payload)
     attempt.preset_name = storable(preset_name or "")
     resolved = _resolve_preset(preset_name)
@@ -129,15 +131,15 @@ def _run(context: IssueContext, read_payload: Callable[[], Any]) -> IssuedSessio
         )
         raise
     except Exception as exc:
-        # What the client sees: 503 service_unavailable for a database outage, else a 500 (a bug).
-        down = isinstance(exc, DATABASE_DOWN_ERRORS)
-        seen = IssueError("service_unavailable") if down else IssueError("upstream_error", "Internal error.")
+        # What the client sees: 503 service_unavailable for a database outage, 503 misconfigured for the
+        # site's settings, else a 500 (a bug).
+        seen = _seen_as(exc)
         try:
-            seen.token_request = _record_failure(context, attempt, seen, status_code=None if down else 500)
+            seen.token_request = _record_failure(context, attempt, seen, status_code=seen.status)
         except DATABASE_DOWN_ERRORS:
             # Nothing can be audited, so nothing is handed out either.
             logger.error("The audit row of a failed token request could not be written: database down.")
-        if down:
+        if seen.code != "upstream_error":
             raise seen from exc
         raise
     _send(
@@ -148,6 +150,40 @@ def _run(context: IssueContext, read_payload: Callable[[], Any]) -> IssuedSessio
         request=context.request,
     )
     return issued
+
+
+def _seen_as(exc: Exception) -> IssueError:
+    """The refusal an unexpected exception is answered with (and audited as)."""
+    if isinstance(exc, DATABASE_DOWN_ERRORS):
+        return IssueError("service_unavailable")
+    if isinstance(exc, ImproperlyConfigured):
+        _log_once(str(exc))
+        return IssueError("misconfigured", error_code="misconfigured", error_message=str(exc))
+    error = IssueError("upstream_error", "Internal error.")
+    error.status = 500
+    return error
+
+
+_logged_once: set[str] = set()
+
+
+def _log_once(message: str) -> None:
+    """A misconfiguration is logged at ERROR once per process, not once per request."""
+    if message not in _logged_once:
+        _logged_once.add(message)
+        logger.error("django-rt-sessions is misconfigured; token requests answer 503: %s", message)
+
+
+def _require_configured() -> None:
+    """Refuse to issue while the settings have an Error that `manage.py check` would report."""
+    errors = checks.configuration_errors()
+    if errors:
+        raise ImproperlyConfigured(
+            " ".join(
+                f"{error.id}: {error.msg}" + (f" Hint: {error.hint}" if error.hint else "")
+                for error in errors
+            )
+        )
 
 
 def _send(signal: Signal, **kwargs: Any) -> None:

@@ -42,7 +42,11 @@ def export_presets() -> list[dict[str, Any]]:
 
 
 class PresetImportError(ValueError):
-    """A one-line message naming the preset and the field."""
+    """What is wrong with an import file: one line per problem, each naming the preset and the field."""
+
+    def __init__(self, *lines: str) -> None:
+        self.lines = list(lines)
+        super().__init__("\n".join(lines))
 
 
 def import_presets(data: Any) -> dict[str, list[str]]:
@@ -55,6 +59,7 @@ def import_presets(data: Any) -> dict[str, list[str]]:
     if not isinstance(data, list):
         raise PresetImportError("The file must hold a JSON list of presets.")
     cleaned_presets = []
+    problems: list[str] = []
     upstream = configured_upstream()
     for index, item in enumerate(data):
         label = (
@@ -65,11 +70,12 @@ def import_presets(data: Any) -> dict[str, list[str]]:
         try:
             cleaned_presets.append(validate_preset(item, upstream=upstream))
         except PresetValidationError as exc:
-            field, messages = next(iter(exc.errors.items()))
-            more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
-            raise PresetImportError(
-                f"Preset {label!r}, field {field!r}: {' '.join(messages)}{more}"
-            ) from None
+            problems.extend(
+                f"Preset {label!r}, field {field!r}: {' '.join(messages)}"
+                for field, messages in exc.errors.items()
+            )
+    if problems:  # every problem of every preset, so that one run shows all there is to fix
+        raise PresetImportError(*problems)
     names = [p["name"] for p in cleaned_presets]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

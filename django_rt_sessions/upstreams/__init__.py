@@ -69,4 +69,5 @@ def get_config() -> UpstreamConfig:
         max_retries=rt_settings.MAX_RETRIES,
         organization=rt_settings.ORGANIZATION,
         project=rt_settings.PROJECT,
+        api_key_source=rt_settings.API_KEY_SOURCE,
     )

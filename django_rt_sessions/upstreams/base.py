@@ -38,6 +38,7 @@ class UpstreamConfig:
     max_retries: int
     organization: str | None = None
     project: str | None = None
+    api_key_source: str = "RT_SESSIONS['API_KEY']"  # where the key came from, for log messages
 
 
 @dataclass
@@ -141,7 +142,7 @@ class Upstream:
     ) -> UpstreamSession:
         """POST the body upstream; return the normalised session or raise UpstreamFailure."""
         if not config.api_key:
-            logger.error("No OpenAI API key is configured: set RT_SESSIONS['API_KEY'] or OPENAI_API_KEY.")
+            logger.error("No OpenAI API key is configured: set %s.", config.api_key_source)
             raise UpstreamFailure(
                 "upstream_unavailable", error_code="no_api_key", error_message="No API key configured."
             )
@@ -250,10 +251,11 @@ class Upstream:
             )
         elif response.status_code in (401, 403):
             logger.error(
-                "Upstream %s refused our credentials (%s %s): check RT_SESSIONS['API_KEY']; request id %s",
+                "Upstream %s refused our credentials (%s %s): check %s; request id %s",
                 self.name,
                 response.status_code,
                 error_code,
+                config.api_key_source,
                 request_id or "-",
             )
         else:

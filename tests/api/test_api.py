@@ -127,6 +127,28 @@ class TestRefusals:
         assert_error(response, 400, "invalid")
         assert upstream.requests == []
 
+    @pytest.mark.parametrize(
+        "content_type", ["text/plain", "text/plain; charset=utf-8", "application/xml", "application/x-ndjson"]
+    )
+    def test_json_under_another_content_type_is_refused(
+        self, api: Client, preset: SessionPreset, upstream: Any, content_type: str
+    ) -> None:
+        response = api.post(TRANSCRIBE_URL, data='{"preset": "meetings-fr"}', content_type=content_type)
+        body = assert_error(response, 400, "invalid")
+        assert body["detail"].startswith(f"Content-Type {content_type.split(';')[0]!r} is not JSON")
+        assert upstream.requests == []
+        assert TokenRequest.objects.get().outcome == "invalid"
+
+    @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", None])
+    def test_json_or_no_content_type_is_read(
+        self, api: Client, preset: SessionPreset, upstream: Any, content_type: str | None
+    ) -> None:
+        if content_type is None:  # curl -d without -H: no Content-Type header at all
+            response = api.generic("POST", TRANSCRIBE_URL, b'{"preset": "meetings-fr"}', content_type="")
+        else:
+            response = api.post(TRANSCRIBE_URL, data='{"preset": "meetings-fr"}', content_type=content_type)
+        assert response.status_code == 201, response.content
+
     def test_unknown_field(self, api: Client, preset: SessionPreset, upstream: Any) -> None:
         body = assert_error(post(api, {"model": "whisper-1"}), 400, "invalid")
         assert "model" in body["errors"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -193,9 +194,13 @@ def test_a_policy_that_breaks_the_session_is_a_site_error(
     user: Any, preset: SessionPreset, upstream: Any, settings: Any
 ) -> None:
     set_rt(settings, POLICY=f"{__name__}.breaks_the_session")
-    with pytest.raises(ImproperlyConfigured, match=r"RT_SESSIONS\['POLICY'\].*threshold"):
+    with pytest.raises(IssueError) as info:
         issue_session(IssueContext(user=user), {})
+    assert (info.value.code, info.value.status) == ("misconfigured", 503)
     assert upstream.requests == []
+    row = TokenRequest.objects.get()
+    assert (row.outcome, row.error_code) == ("misconfigured", "misconfigured")
+    assert re.search(r"RT_SESSIONS\['POLICY'\].*threshold", row.error_message)
 
 
 def test_an_unimportable_policy_names_the_setting(user: Any, preset: SessionPreset, settings: Any) -> None:

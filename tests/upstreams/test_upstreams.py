@@ -819,3 +819,29 @@ def test_a_stored_preset_with_vad_on_a_model_without_it_answers_503(
     row = only_row()
     assert (row.outcome, row.error_code) == ("upstream_unavailable", "invalid_preset")
     assert "gpt-live-transcribe takes no server turn detection" in row.error_message
+
+
+@pytest.mark.parametrize("source", ["setting", "environment"])
+def test_refused_credentials_are_logged_naming_where_the_key_came_from(
+    api: Client,
+    preset: SessionPreset,
+    upstream: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    source: str,
+) -> None:
+    wrong = "sk-wrong-key-for-this-test"
+    if source == "setting":
+        set_rt(settings, API_KEY=wrong)
+        where = "check RT_SESSIONS['API_KEY']"
+    else:
+        settings.RT_SESSIONS = {k: v for k, v in settings.RT_SESSIONS.items() if k != "API_KEY"}
+        monkeypatch.setenv("OPENAI_API_KEY", wrong)
+        where = "check the OPENAI_API_KEY environment variable"
+    with caplog.at_level(logging.ERROR, logger="django_rt_sessions.upstream"):
+        response = post(api, {})
+    assert response.status_code == 502
+    [record] = [r for r in caplog.records if "refused our credentials" in r.getMessage()]
+    assert where in record.getMessage()
+    assert wrong not in record.getMessage()

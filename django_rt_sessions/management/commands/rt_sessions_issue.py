@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...errors import IssueError
@@ -38,5 +39,7 @@ class Command(BaseCommand):
             issued = issue_session(context, payload)
         except IssueError as exc:
             raise CommandError(f"{exc.code}: {exc.detail}") from None
+        except ImproperlyConfigured as exc:  # --dry-run plans without the service's audit and answer
+            raise CommandError(f"misconfigured: {exc}") from None
         # The operator asked for the key: it goes to this terminal only, never to a log.
         self.stdout.write(json.dumps(issued.body, indent=2))
