@@ -97,6 +97,14 @@ class TokenRequest(models.Model):
 
     Outcome = Outcome  # the one list of outcomes (errors.py, beside the codes that map to them)
 
+    class Origin(models.TextChoices):
+        """Where the request came from: a staff investigation filters out the admin's test tokens."""
+
+        API = "api", _("HTTP API")
+        ADMIN = "admin", _("admin test token")
+        COMMAND = "command", _("rt_sessions_issue")
+        CODE = "code", _("the site's own code")
+
     created_at = models.DateTimeField(_("time"), auto_now_add=True)
     # SET_NULL + the denormalised name keep the trail when a user or a preset is deleted.
     user = models.ForeignKey(
@@ -118,6 +126,7 @@ class TokenRequest(models.Model):
     )
     preset_name = models.CharField(_("preset name"), max_length=64, blank=True)
     outcome = models.CharField(_("outcome"), max_length=24, choices=Outcome.choices)
+    origin = models.CharField(_("origin"), max_length=16, choices=Origin.choices, default=Origin.API)
     status_code = models.PositiveSmallIntegerField(_("status code"))
     upstream = models.CharField(_("upstream"), max_length=32, blank=True)
     upstream_status = models.PositiveSmallIntegerField(_("upstream status"), null=True, blank=True)
@@ -144,6 +153,8 @@ class TokenRequest(models.Model):
             models.Index(fields=["created_at", "outcome"], name="rt_tokenreq_time_outcome"),
             # The outcome filter: its count and its newest-first page.
             models.Index(fields=["outcome", "created_at"], name="rt_tokenreq_outcome_time"),
+            # The origin filter (the admin's test tokens, the command's): the same.
+            models.Index(fields=["origin", "created_at"], name="rt_tokenreq_origin_time"),
             # "What did this user request lately?" (investigations, the user's admin history).
             models.Index(fields=["user", "created_at"], name="rt_tokenreq_user_time"),
             # Admin search by username, which survives the user's deletion.

@@ -102,6 +102,7 @@ DETAIL_FIELDS = (
     "preset_name",
     "outcome_badge",
     "status_code",
+    "origin",
     "upstream",
     "upstream_status",
     "upstream_request_id",
@@ -133,7 +134,7 @@ class TokenRequestAdmin(admin.ModelAdmin):
         "expires_at",
         "client_ip",
     ]
-    list_filter = [OutcomeFilter, PresetFilter, ("created_at", admin.DateFieldListFilter)]
+    list_filter = [OutcomeFilter, "origin", PresetFilter, ("created_at", admin.DateFieldListFilter)]
     search_fields = ["username"]  # see get_search_results: each kind of term goes to its own index
     search_help_text = _(
         "A username, client IP, upstream session id (sess_…), request id (req_…) or key fingerprint (64 hex)."

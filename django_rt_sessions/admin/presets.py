@@ -27,7 +27,7 @@ from ..conf import rt_settings
 from ..errors import IssueError
 from ..issuing import IssueContext, fingerprint, issue_session
 from ..issuing.planning import plan_session
-from ..models import SessionPreset
+from ..models import SessionPreset, TokenRequest
 from ..presets import cache as preset_cache
 from ..sessions import catalog
 from ..sessions.fields import CLIENT_TURNS_FIELDS, index, lookup, model_of
@@ -250,15 +250,25 @@ class SessionPresetAdmin(admin.ModelAdmin):
     @method_decorator(sensitive_variables("issued", "body", "secret"))
     def test_token_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         error_reports.protect(request)  # no key in a debug page or its DEBUG logging
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
         pk = preset_pk(unquote(object_id))
         preset = self.get_object(request, str(pk)) if pk is not None else None
         if preset is None:
             raise Http404
         if not self.has_test_token_permission(request):
             raise PermissionDenied
-        context = IssueContext.from_request(request, request.user)
+        page = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": preset,
+            "title": _("Test token for %(name)s") % {"name": preset.name},
+        }
+        template = "admin/django_rt_sessions/sessionpreset/test_token.html"
+        if request.method == "GET" or request.POST.get("confirm") != "yes":
+            # A test token is a real, billed key: ask first, with what it will do.
+            return TemplateResponse(request, template, {**page, "confirm": True})
+        context = IssueContext.from_request(request, request.user, origin=TokenRequest.Origin.ADMIN)
         outcome: dict[str, Any]
         try:
             issued = issue_session(context, {"preset": preset.name})
@@ -287,17 +297,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
                 **_expiry(secret["expires_at"]),
                 "session_json": json.dumps(body, indent=2),
             }
-        return TemplateResponse(
-            request,
-            "admin/django_rt_sessions/sessionpreset/test_token.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.model._meta,
-                "original": preset,
-                "title": _("Test token for %(name)s") % {"name": preset.name},
-                "outcome": outcome,
-            },
-        )
+        return TemplateResponse(request, template, {**page, "outcome": outcome})
 
 
 def _expiry(expires_at: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ EXPORT_FIELDS = (
     "preset_id",
     "preset_name",
     "outcome",
+    "origin",
     "status_code",
     "upstream",
     "upstream_status",

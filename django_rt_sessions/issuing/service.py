@@ -46,14 +46,18 @@ class IssueContext:
     request: HttpRequest | None = None
     client_ip: str | None = None
     user_agent: str = ""
+    origin: str = TokenRequest.Origin.CODE  # recorded in the audit row
 
     @classmethod
-    def from_request(cls, request: HttpRequest, user: Any) -> IssueContext:
+    def from_request(
+        cls, request: HttpRequest, user: Any, origin: str = TokenRequest.Origin.API
+    ) -> IssueContext:
         return cls(
             user=user,
             request=request,
             client_ip=throttling.client_ip(request),
             user_agent=TokenRequest.fit("user_agent", request.META.get("HTTP_USER_AGENT", "")),
+            origin=origin,
         )
 
 
@@ -285,6 +289,7 @@ def _audit_fields(context: IssueContext, attempt: _Attempt) -> dict[str, Any]:
         "session_config": attempt.upstream_body,
         "client_ip": context.client_ip,
         "user_agent": TokenRequest.fit("user_agent", context.user_agent),
+        "origin": context.origin,
     }
 
 

@@ -60,6 +60,7 @@ def test_token_url(preset: SessionPreset) -> str:
 
 
 test_token_url.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+CONFIRMED = {"confirm": "yes"}  # the answer to the test token's question
 
 
 def request_change(row: TokenRequest) -> str:
@@ -399,7 +400,7 @@ def test_test_token_issues_one_audited_token_without_showing_it(
     admin_client: Client, admin_user: Any, upstream: Any, preset: SessionPreset
 ) -> None:
     assert 'id="rt-test-token"' in content(admin_client.get(preset_change(preset)))
-    response = admin_client.post(test_token_url(preset), HTTP_USER_AGENT="staff-browser")
+    response = admin_client.post(test_token_url(preset), CONFIRMED, HTTP_USER_AGENT="staff-browser")
     assert response.status_code == 200
     page = content(response)
     [key] = upstream.issued
@@ -461,7 +462,7 @@ def test_the_issue_test_token_permission_allows_it(
 ) -> None:
     client = staff_with(django_user_model, "tester", "view_sessionpreset", "issue_test_token")
     assert 'id="rt-test-token"' in content(client.get(preset_change(preset)))
-    response = client.post(test_token_url(preset))
+    response = client.post(test_token_url(preset), CONFIRMED)
     assert response.status_code == 200
     assert "Issued (201)" in content(response)
     assert TokenRequest.objects.get().username == "tester"
@@ -473,7 +474,7 @@ def test_test_token_shows_the_upstream_message_to_staff_only(
 ) -> None:
     message = "Invalid value for session.audio.input.format: very specific words"
     upstream.always(Error(400, "invalid_value", message))
-    response = admin_client.post(test_token_url(preset))
+    response = admin_client.post(test_token_url(preset), CONFIRMED)
     assert response.status_code == 200
     page = content(response)
     assert "Refused: 502 upstream_error" in page
@@ -497,18 +498,36 @@ def test_test_token_refusal_without_upstream_call(
     preset.active = False
     preset.default = False
     preset.save()
-    page = content(admin_client.post(test_token_url(preset)))
+    page = content(admin_client.post(test_token_url(preset), CONFIRMED))
     assert "Refused: 404 preset_not_found" in page
     assert upstream.requests == []
     assert TokenRequest.objects.get().outcome == "not_found"
 
 
-def test_test_token_needs_post(admin_client: Client, upstream: Any, preset: SessionPreset) -> None:
-    assert admin_client.get(test_token_url(preset)).status_code == 405
+def test_test_token_asks_first(admin_client: Client, upstream: Any, preset: SessionPreset) -> None:
+    """A test token is a real, billed key: the button leads to a question, and only its answer issues."""
+    change = content(admin_client.get(preset_change(preset)))
+    assert re.search(rf'<a href="{re.escape(test_token_url(preset))}" id="rt-test-token">', change)
+    for response in (admin_client.get(test_token_url(preset)), admin_client.post(test_token_url(preset))):
+        assert response.status_code == 200
+        page = content(response)
+        assert 'id="rt-test-token-confirm"' in page and "billed like any other" in page
+        assert 'name="confirm" value="yes"' in page
     assert not TokenRequest.objects.exists()
     assert upstream.requests == []
+    assert admin_client.put(test_token_url(preset)).status_code == 405
     missing = reverse("admin:django_rt_sessions_sessionpreset_test_token", args=[preset.pk + 1000])
-    assert admin_client.post(missing).status_code == 404
+    assert admin_client.post(missing, CONFIRMED).status_code == 404
+
+
+def test_a_test_tokens_audit_row_says_it_came_from_the_admin(
+    admin_client: Client, api: Client, upstream: Any, preset: SessionPreset
+) -> None:
+    admin_client.post(test_token_url(preset), CONFIRMED)
+    post(api, {})
+    assert dict(TokenRequest.objects.values_list("username", "origin")) == {"admin": "admin", "alice": "api"}
+    assert [r.username for r in results(admin_client.get(REQUESTS, {"origin__exact": "admin"}))] == ["admin"]
+    assert "admin test token" in content(admin_client.get(REQUESTS))  # the filter's choice
 
 
 # ------------------------------------------------------------------------------------ who received

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...errors import IssueError
 from ...issuing import IssueContext, issue_session, prepare
+from ...models import TokenRequest
 
 
 class Command(BaseCommand):
@@ -30,7 +31,9 @@ class Command(BaseCommand):
         if not user.is_active:
             raise CommandError(f"The user {options['user']!r} is inactive.")
         payload = {"preset": options["preset"]} if options.get("preset") else {}
-        context = IssueContext(user=user, user_agent="manage.py rt_sessions_issue")
+        context = IssueContext(
+            user=user, user_agent="manage.py rt_sessions_issue", origin=TokenRequest.Origin.COMMAND
+        )
         try:
             if options["dry_run"]:
                 # The same planning step as the issuance: what is printed is what would be sent.
