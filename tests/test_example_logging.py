@@ -131,7 +131,9 @@ def test_no_key_in_the_debug_log_of_the_example_project(debug_site: tuple[Site, 
     fails_pk = client.get(f"{admin}/sessionpreset/?q=fails", timeout=10)
     pk = re.search(r"/admin/django_rt_sessions/sessionpreset/(\d+)/change/", fails_pk.text)
     assert pk is not None
-    page = client.post(f"{admin}/sessionpreset/{pk.group(1)}/test-token/", timeout=30)
+    page = client.post(
+        f"{admin}/sessionpreset/{pk.group(1)}/test-token/", data={"confirm": "yes"}, timeout=30
+    )
     assert page.status_code == 500 and "failed after issuance" in page.text
     for url in (f"{admin}/tokenrequest/", f"{admin}/tokenrequest/export.csv", f"{admin}/sessionpreset/"):
         assert client.get(url, timeout=10).status_code == 200, url

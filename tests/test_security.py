@@ -258,7 +258,9 @@ def issue_where(where: str, user: Any, admin_user: Any, preset: SessionPreset) -
         client.force_login(user)
         return post(client)
     client.force_login(admin_user)
-    return client.post(reverse("admin:django_rt_sessions_sessionpreset_test_token", args=[preset.pk]))
+    return client.post(
+        reverse("admin:django_rt_sessions_sessionpreset_test_token", args=[preset.pk]), {"confirm": "yes"}
+    )
 
 
 @pytest.mark.parametrize("adapter", ["NormaliseFails", "KeyInAPlainLocal"])
@@ -334,7 +336,7 @@ def test_no_secret_on_any_admin_page(
     upstream.enqueue(Error(401, "invalid_api_key", f"Incorrect API key provided: {upstream.api_key}"))
     assert post(api).status_code == 502
     test_token = reverse("admin:django_rt_sessions_sessionpreset_test_token", args=[preset.pk])
-    assert admin_client.post(test_token).status_code == 200
+    assert admin_client.post(test_token, {"confirm": "yes"}).status_code == 200
     assert len(upstream.issued) == 2
     who = reverse("admin:django_rt_sessions_tokenrequest_who_received")
     pages = {

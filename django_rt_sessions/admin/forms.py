@@ -102,7 +102,8 @@ def form_field(spec: SessionField, fields: tuple[SessionField, ...] = FIELDS) ->
         ]
         return _AnyChoiceField(choices=choices, **common)
     if rule.kind == "text":
-        long_text = rule.max_length is None or rule.max_length > 200
+        # One line for one value (a model, a language code); a box only for free, long text (a prompt).
+        long_text = rule.pattern is None and not rule.single_line and (rule.max_length or 201) > 200
         if spec.suggest_models:
             widget: forms.Widget = ModelInput()
         elif long_text:
@@ -124,7 +125,7 @@ def form_field(spec: SessionField, fields: tuple[SessionField, ...] = FIELDS) ->
                 widget=forms.CheckboxSelectMultiple,
                 **common,
             )
-        return forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), **common)  # one item per line
+        return forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), **common)  # one item per line
     raise AssertionError(f"no form field for {rule.kind}")
 
 
@@ -157,6 +158,11 @@ class SessionPresetFormBase(forms.ModelForm):
             "rate",
             "daily_quota",
         ]
+        widgets = {
+            # Compact: the form is long enough (a two-pane group chooser alone is 300 px).
+            "description": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
+            "groups": forms.SelectMultiple(attrs={"size": 4}),
+        }
         help_texts = {
             "name": _('Identifier browsers send as "preset": letters, digits, hyphens, underscores.'),
             "active": _("Inactive presets cannot be used and are not listed to users."),
@@ -248,12 +254,43 @@ def session_form_class(fields: tuple[SessionField, ...] = FIELDS) -> type[Sessio
 SessionPresetForm = session_form_class()
 
 
-def session_fieldsets(fields: tuple[SessionField, ...] = FIELDS) -> list[tuple[Any, Any]]:
-    """The admin fieldsets of the session fields: one per group, in the description's order."""
-    groups: dict[str, tuple[Any, list[str]]] = {}
+def session_fieldsets(
+    fields: tuple[SessionField, ...] = FIELDS, stored: dict[str, Any] | None = None
+) -> list[tuple[Any, Any]]:
+    """The admin fieldsets of the session fields: one per group, in the description's order.
+
+    With `stored` (a preset's session, or its client_turns), a group that sets none of its fields, and
+    holds no required one, is collapsed: most presets leave most settings to the upstream's defaults.
+    """
+    groups: dict[str, tuple[Any, list[SessionField]]] = {}
     for spec in _leaves(fields):
-        groups.setdefault(str(spec.group), (spec.group, []))[1].append(spec.form_name)
-    return [(label, {"fields": names}) for label, names in groups.values()]
+        groups.setdefault(str(spec.group), (spec.group, []))[1].append(spec)
+    fieldsets = []
+    for label, specs in groups.values():
+        options: dict[str, Any] = {"fields": [spec.form_name for spec in specs]}
+        if stored is not None and not any(_required(spec, fields) or _is_set(stored, spec) for spec in specs):
+            options["classes"] = ["collapse"]
+        fieldsets.append((label, options))
+    return fieldsets
+
+
+def _required(spec: SessionField, fields: tuple[SessionField, ...]) -> bool:
+    """Required in every session (the model), not only inside an object that may be left out."""
+    by_path = index(fields).by_path
+    while spec.required:
+        if not spec.parent:
+            return True
+        spec = by_path[spec.parent]
+    return False
+
+
+def _is_set(stored: dict[str, Any], spec: SessionField) -> bool:
+    """Whether a stored session sets this field, or (for the select that switches its object) turns the
+    object off: null is shown as "Off"."""
+    if lookup(stored, spec.path)[0]:
+        return True
+    present, parent = lookup(stored, spec.parent) if spec.selector else (False, None)
+    return present and parent is None
 
 
 def session_initial(session: dict[str, Any], fields: tuple[SessionField, ...] = FIELDS) -> dict[str, Any]:

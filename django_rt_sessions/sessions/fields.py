@@ -70,6 +70,9 @@ _LANGUAGE = Rule(
 _AUDIO = _("Audio")
 _TRANSCRIPTION = _("Transcription")
 _TURNS = _("Turn detection")
+# Their settings in fieldsets of their own: the admin collapses those a preset leaves unset.
+_SERVER_VAD_GROUP = _("Server VAD settings")
+_SEMANTIC_VAD_GROUP = _("Semantic VAD settings")
 _SERVER_VAD = ("type", ("server_vad",))
 _SEMANTIC_VAD = ("type", ("semantic_vad",))
 VAD_MAX_MS = 10000
@@ -278,7 +281,7 @@ FIELDS: tuple[SessionField, ...] = (
             "default 0.5)."
         ),
         Rule("number", minimum=0.0, maximum=1.0),
-        _TURNS,
+        _SERVER_VAD_GROUP,
         "vad_threshold",
         when=_SERVER_VAD,
     ),
@@ -287,7 +290,7 @@ FIELDS: tuple[SessionField, ...] = (
         _("Prefix padding (ms)"),
         _("Audio kept before detected speech (upstream default 300 ms)."),
         Rule("integer", minimum=0, maximum=VAD_MAX_MS),
-        _TURNS,
+        _SERVER_VAD_GROUP,
         "vad_prefix_padding_ms",
         when=_SERVER_VAD,
     ),
@@ -299,7 +302,7 @@ FIELDS: tuple[SessionField, ...] = (
             "short pauses."
         ),
         Rule("integer", minimum=0, maximum=VAD_MAX_MS),
-        _TURNS,
+        _SERVER_VAD_GROUP,
         "vad_silence_duration_ms",
         when=_SERVER_VAD,
     ),
@@ -308,7 +311,7 @@ FIELDS: tuple[SessionField, ...] = (
         _("Idle timeout (ms)"),
         _("End the turn after this long without speech."),
         Rule("integer", minimum=5000, maximum=30000),
-        _TURNS,
+        _SERVER_VAD_GROUP,
         "vad_idle_timeout_ms",
         nullable=True,
         ga_only=True,
@@ -330,7 +333,7 @@ FIELDS: tuple[SessionField, ...] = (
                 Choice("auto", _("Auto (medium)")),
             ),
         ),
-        _TURNS,
+        _SEMANTIC_VAD_GROUP,
         "vad_eagerness",
         ga_only=True,
         when=_SEMANTIC_VAD,

@@ -223,15 +223,12 @@ def test_preset_list_shows_every_column(admin_client: Client, admin_user: Any, g
     SessionPreset.objects.create(name="bare", session={})
     page = content(admin_client.get(PRESETS))
     for header in (
-        "Name",
-        "Title",
-        "Active",
-        "Default",
+        "Preset",
         "Model",
         "Language",
         "Turn detection",
-        "Token lifetime (seconds)",
-        "Rate",
+        "Key lifetime",
+        "Limits",
         "Groups",
         "Last changed",
     ):
@@ -244,7 +241,7 @@ def test_preset_list_shows_every_column(admin_client: Client, admin_user: Any, g
         "whisper-1",
         ">de<",
         "server_vad · Activation threshold: 0.7 · Prefix padding (ms): 200 · Silence duration (ms): 800",
-        ">300<",
+        ">300 s<",
         ">5/m<",
         "auditors, transcribers",
         admin_user.get_username(),
@@ -253,11 +250,15 @@ def test_preset_list_shows_every_column(admin_client: Client, admin_user: Any, g
     assert timezone.localtime(preset.updated_at).strftime("%Y-%m-%d %H:%M") in cells
     plain = re.search(r"<tr[^>]*>(?:(?!</tr>).)*plain(?:(?!</tr>).)*</tr>", page, re.S).group(0)
     assert ">off<" in plain
-    assert "10/m (USER_RATE)" in plain
+    assert "10/m<br>(USER_RATE)" in plain
     assert "everyone" in plain
     assert ">auto<" in plain
     bare = re.search(r"<tr[^>]*>(?:(?!</tr>).)*bare(?:(?!</tr>).)*</tr>", page, re.S).group(0)
     assert ">default<" in bare
+    assert "(inactive)" not in bare
+    SessionPreset.objects.filter(name="bare").update(active=False, default=False)
+    page = content(admin_client.get(PRESETS))
+    assert "(inactive)" in re.search(r"<tr[^>]*>(?:(?!</tr>).)*bare(?:(?!</tr>).)*</tr>", page, re.S).group(0)
 
 
 def test_preset_list_language_and_turn_columns_say_what_is_stored(admin_client: Client, db: Any) -> None:
@@ -1020,7 +1021,7 @@ def test_audit_list_columns(admin_client: Client, issued: tuple[TokenRequest, st
         "Outcome",
         "Status code",
         "Upstream time (ms)",
-        "Key expires at",
+        "Key expires",
         "Client IP",
     ):
         assert f">{header}<" in page, header
@@ -1030,6 +1031,10 @@ def test_audit_list_columns(admin_client: Client, issued: tuple[TokenRequest, st
     assert f'href="{request_change(row)}"' in cells
     for text in ("alice", "meetings-fr", ">issued</span>", ">201<", f">{row.upstream_ms}<", ">127.0.0.1<"):
         assert text in cells, text
+    local = timezone.localtime(row.expires_at)
+    assert (
+        f'title="{local.isoformat()}">{local:%H:%M:%S}<' in cells
+    )  # the key's expiry: the time, the date on hover
     assert row.client_ip == "127.0.0.1"
 
 
