@@ -341,7 +341,7 @@ def test_no_secret_on_any_admin_page(
     who = reverse("admin:django_rt_sessions_tokenrequest_who_received")
     pages = {
         "who-received (post)": admin_client.post(who, {"key": upstream.issued[0]}),
-        "test token": admin_client.post(test_token),
+        "test token": admin_client.post(test_token, {"confirm": "yes"}),
     }
     urls = [
         reverse("admin:index"),
