@@ -53,7 +53,7 @@ from .realtime import (
     ga_session_from_beta,
     serve_realtime,
 )
-from .speech import SpeechEngine, SpeechUnavailable, load_engine
+from .speech import SpeechEngine, engine_for
 
 __all__ = ["DEFAULT_API_KEY", "OpenAIStandIn", "RealtimeConnection", "RecordedRequest"]
 
@@ -139,9 +139,11 @@ def _error(
 class OpenAIStandIn:
     """A loopback server that imitates OpenAI's (and Azure's) Realtime token endpoints and realtime socket.
 
-    ``speech``: the engine that transcribes realtime audio; "auto" (the default) loads PocketSphinx when the
-    ``standin-speech`` extra is installed, None turns transcription off. Without an engine the stand-in still
-    serves everything, and realtime sessions get an ``error`` event saying why (``speech_problem``).
+    ``speech``: the engine that transcribes realtime audio: "whisper" (the ``standin-speech`` extra),
+    "pocketsphinx" (``standin-speech-lite``), "auto" (the default: Whisper when installed, else PocketSphinx;
+    the ``RT_STANDIN_SPEECH`` environment variable may name one, or "none"), None (transcription off) or a
+    ``SpeechEngine``. Without an engine the stand-in still serves everything, and realtime sessions get an
+    ``error`` event saying why (``speech_problem``).
     """
 
     def __init__(
@@ -175,19 +177,9 @@ class OpenAIStandIn:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._sockets: set[web.WebSocketResponse] = set()
-        self.speech_engine: SpeechEngine | None = None
-        self.speech_problem: str | None = None
-        if speech is None:
-            self.speech_problem = "Transcription is turned off in this stand-in (OpenAIStandIn(speech=None))."
-        elif isinstance(speech, str):
-            if speech != _AUTO:
-                raise ValueError(f"speech must be 'auto', None or a SpeechEngine, not {speech!r}")
-            try:
-                self.speech_engine = load_engine()
-            except SpeechUnavailable as exc:
-                self.speech_problem = str(exc)
-        else:
-            self.speech_engine = speech
+        self.speech_engine: SpeechEngine | None
+        self.speech_problem: str | None
+        self.speech_engine, self.speech_problem = engine_for(speech)
 
     # ----------------------------------------------------------------------------------------- lifecycle
 
