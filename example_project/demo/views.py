@@ -3,7 +3,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from .apps import speech_engine_note, standin_serves
+from .apps import speech_engine_note, standin_serves, warm_up_speech
 
 # ISO-639-1 codes offered when a preset lets the user choose the language.
 LANGUAGES = [
@@ -29,6 +29,8 @@ def home(request: HttpRequest) -> HttpResponse:
     # The stand-in serves the realtime WebSocket only (it has no WebRTC endpoint); OpenAI serves both, and the
     # browser client then takes the first the session's model supports.
     standin = standin_serves()
+    if standin:
+        warm_up_speech()
     context = {
         "languages": LANGUAGES,
         "transport": "websocket" if standin else "auto",
