@@ -23,6 +23,7 @@ and prints per engine and mode:
               ended the turn (`speech_stopped`'s `audio_end_ms`) was sent; with commits, from the commit
               (sent after the sentence's audio, whose last ~0.4 s is espeak-ng's trailing quiet)
   CPU         the stand-in process's CPU seconds (from /proc) per second of audio streamed, silences included
+  peak MB     the stand-in process's peak resident memory (VmHWM) so far
 
 Targets: WER <= 20 %, delay <= 1.5 s. Needs espeak-ng (apt-get install espeak-ng), the engines'
 extras (standin-speech, standin-speech-lite), and jiwer and num2words (pip install jiwer num2words).
@@ -110,6 +111,7 @@ class Result:
     after_turn: list[float] = field(default_factory=list)
     cpu_s: float = 0.0
     audio_s: float = 0.0
+    peak_mb: float = 0.0
 
 
 def speech_end_ms(pcm: bytes) -> int:
@@ -137,6 +139,13 @@ def normalise(text: str) -> str:
     text = re.sub(r"\d+", lambda match: f" {num2words(int(match.group()))} ", text)
     text = re.sub(r"[^a-z' ]", " ", text.replace("-", " "))
     return " ".join(text.split())
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -209,7 +218,7 @@ class Session:
         self.reader.start()
         self.clock = time.perf_counter()  # when the next chunk is due
         self.sent_ms = 0
-        self.sent_at: list[float] = []  # when each chunk went out (CHUNK_MS apart in audio time)
+        self.sent_at: list[tuple[int, float]] = []  # (audio sent so far in ms, when) after each chunk
 
     def _read(self) -> None:
         try:
@@ -234,7 +243,7 @@ class Session:
                 json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()})
             )
             self.sent_ms += len(piece) // BYTES_PER_MS
-            self.sent_at.append(time.perf_counter())
+            self.sent_at.append((self.sent_ms, time.perf_counter()))
             if mark_ms is not None and marked is None and offset + len(piece) >= mark_ms * BYTES_PER_MS:
                 marked = time.perf_counter()
             self.clock += len(piece) / BYTES_PER_MS / 1000
@@ -280,7 +289,7 @@ def run_vad(standin: StandIn, spoken: list[Utterance], result: Result) -> None:
             break
     # When the audio at which the VAD ended the turn went out.
     stopped_at = {
-        e["item_id"]: session.sent_at[min(len(session.sent_at), -(-e["audio_end_ms"] // CHUNK_MS)) - 1]
+        e["item_id"]: next(at for sent_ms, at in session.sent_at if sent_ms >= e["audio_end_ms"])
         for _, e in session.wait_for("input_audio_buffer.speech_stopped", 1)
     }
     by_item = {event["item_id"]: (at, event) for at, event in completed}
@@ -347,6 +356,7 @@ def main() -> int:
                 (run_vad if mode == "vad" else run_commit)(standin, spoken, result)
                 result.cpu_s = cpu_seconds(standin.proc.pid) - before
                 result.audio_s = time.perf_counter() - started  # paced at real time: audio seconds sent
+                result.peak_mb = peak_rss_mb(standin.proc.pid)
                 results.append(result)
                 wer = jiwer.wer(
                     [normalise(r) for r in result.references], [normalise(t) for t in result.transcripts]
@@ -361,7 +371,7 @@ def main() -> int:
     print()
     header = (
         f"{'engine':13} {'mode':7} {'WER':>6}  {'after speech':>12} {'p95':>6} {'max':>6}  "
-        f"{'after turn':>10} {'p95':>6}  {'CPU s/audio s':>13}"
+        f"{'after turn':>10} {'p95':>6}  {'CPU s/audio s':>13} {'peak MB':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -372,7 +382,7 @@ def main() -> int:
         print(
             f"{result.engine:13} {result.mode:7} {wer:6.1%}  {statistics.median(result.delays):12.2f} "
             f"{percentile(result.delays, 0.95):6.2f} {max(result.delays):6.2f}  {decode}  "
-            f"{result.cpu_s / result.audio_s:13.3f}"
+            f"{result.cpu_s / result.audio_s:13.3f} {result.peak_mb:7.0f}"
         )
         if result.engine == "whisper":
             failed |= wer > WER_TARGET or percentile(result.delays, 0.95) > DELAY_TARGET_S

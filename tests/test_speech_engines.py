@@ -146,6 +146,17 @@ def test_silence_noise_and_scraps_of_audio_make_no_words() -> None:
         assert recognizer.finish() == ""  # input_audio_buffer.clear dropped it
 
 
+def test_the_full_window_and_long_turns_transcribe_too() -> None:
+    engine = load_engine("whisper")
+    assert isinstance(engine, WhisperEngine)
+    door = at_16k(from_wav(DOOR))
+    # The second decode of a short turn whose text repeated itself: Whisper's own 30 s window.
+    assert spoken_words(engine._decode(door, full_window=True)) == ["he", "opened", "the", "door"]
+    # A turn longer than a short window goes through faster-whisper's 30 s windows.
+    long_turn = numpy.concatenate([numpy.zeros(int(engine.SHORT_MAX_S * 16000)), door]).astype(numpy.float32)
+    assert spoken_words(engine.transcribe(long_turn) or "") == ["he", "opened", "the", "door"]
+
+
 def test_a_decode_that_repeats_itself_is_recognised() -> None:
     assert repeats_itself("We watched a funny movie last night. We watched a funny movie last night.")
     assert repeats_itself("the price of gas went up the price of gas went up again")

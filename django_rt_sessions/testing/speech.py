@@ -21,7 +21,7 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -285,21 +285,33 @@ class PocketSphinxEngine:
 # -------------------------------------------------------------------------------------------- Whisper
 
 WHISPER_RATE = 16000
-_MODELS: dict[tuple[str, int, int], Any] = {}  # one loaded model per process (per path and threading)
-_MODELS_LOCK = threading.Lock()
 
 
-def _whisper_model(path: str, workers: int, cpu_threads: int) -> Any:
+@dataclass
+class _WhisperRuntime:
+    """What every session of the process shares: the model and the budget of background (partial) decodes."""
+
+    model: Any
+    partial_slots: threading.BoundedSemaphore
+    partial_pool: ThreadPoolExecutor
+
+
+_RUNTIMES: dict[tuple[str, int, int], _WhisperRuntime] = {}  # per path and threading
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def _whisper_runtime(path: str, workers: int, cpu_threads: int) -> _WhisperRuntime:
     """The faster-whisper model at ``path``, loaded once per process and shared by every session.
 
     A local directory, so faster-whisper never asks the Hugging Face hub for anything. CTranslate2 runs
     calls from several threads on ``workers`` replicas that share the weights, each with ``cpu_threads``
-    threads; more calls than replicas wait their turn.
+    threads; more calls than replicas wait their turn. Background decodes may hold ``workers - 1`` of
+    them (at least one), so that a turn's final decode finds one free.
     """
     key = (path, workers, cpu_threads)
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
+    with _RUNTIMES_LOCK:
+        runtime = _RUNTIMES.get(key)
+        if runtime is None:
             from faster_whisper import WhisperModel
 
             # faster-whisper logs each decode at INFO ("Processing audio with duration ...").
@@ -309,8 +321,14 @@ def _whisper_model(path: str, workers: int, cpu_threads: int) -> Any:
             model = WhisperModel(
                 path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers
             )
-            _MODELS[key] = model
-        return model
+            background = max(1, workers - 1)
+            runtime = _WhisperRuntime(
+                model,
+                threading.BoundedSemaphore(background),
+                ThreadPoolExecutor(background, thread_name_prefix="whisper-partial"),
+            )
+            _RUNTIMES[key] = runtime
+        return runtime
 
 
 class WhisperEngine:
@@ -320,7 +338,7 @@ class WhisperEngine:
     resampled with soxr as it comes) and decodes it: ``finish()`` decodes the whole turn; ``partial()``
     returns the text of the last decode of the turn so far, and starts a new one in the background when
     enough audio has come since (at most one per session, and at most ``workers - 1`` in the whole
-    engine, so that a turn's final decode finds a free replica).
+    process, so that a turn's final decode finds a free replica).
 
     Whisper's encoder was trained on 30 s windows and costs about half a CPU second per window, whatever
     the speech in it. A turn of up to 22 s is decoded in a window of its own length plus 8 s of silence
@@ -333,11 +351,11 @@ class WhisperEngine:
 
     MIN_AUDIO_S = 0.2  # shorter turns are not decoded: Whisper invents words for them
     QUIET_DBFS = -50.0  # no 20 ms frame louder than this: nothing to decode (silence, a muted microphone)
-    PARTIAL_EVERY_S = 0.3  # a turn is re-decoded for partial text when this much audio has come since
-    PARTIAL_MAX_S = 22.0  # beyond one short window, partial decodes would cost more than they show
+    PARTIAL_EVERY_S = 0.5  # a turn is re-decoded for partial text when this much audio has come since
     LEAD_S = 0.3  # silence put before the audio (a committed turn may start on the first word)
     TRAIL_S = 8.0  # silence put after it, in the short window
     WINDOW_S = 30.0  # Whisper's own window
+    SHORT_MAX_S = WINDOW_S - LEAD_S - TRAIL_S  # longer turns: 30 s windows (no partial text)
     # Whisper's rule for "no speech here": the model says so and is unsure of the words it found.
     NO_SPEECH_PROB = 0.6
     NO_SPEECH_LOGPROB = -1.0
@@ -352,13 +370,13 @@ class WhisperEngine:
         self.beam_size = beam_size
         self.workers = workers if workers is not None else min(2, os.cpu_count() or 1)
         self.cpu_threads = cpu_threads
-        partial_workers = max(1, self.workers - 1)
-        self._partial_slots = threading.BoundedSemaphore(partial_workers)
-        self._partial_pool = ThreadPoolExecutor(partial_workers, thread_name_prefix="whisper-partial")
-        self.full_window_decodes = 0  # short-window decodes that repeated themselves and were done again
+
+    def _runtime(self) -> _WhisperRuntime:
+        return _whisper_runtime(self.model_path, self.workers, self.cpu_threads)
 
     def model(self) -> Any:
-        return _whisper_model(self.model_path, self.workers, self.cpu_threads)
+        """The faster-whisper ``WhisperModel``, loaded on first use."""
+        return self._runtime().model
 
     def warm_up(self) -> None:
         """Load the model now (about a second) and run it once, so that the first session does not wait."""
@@ -383,14 +401,13 @@ class WhisperEngine:
         """
         if len(audio) < self.MIN_AUDIO_S * WHISPER_RATE or _loudest_dbfs(audio) < self.QUIET_DBFS:
             return ""
-        if len(audio) > (self.WINDOW_S - self.LEAD_S - self.TRAIL_S) * WHISPER_RATE:
+        if len(audio) > self.SHORT_MAX_S * WHISPER_RATE:
             return self._transcribe_long(audio)
         text = self._decode(audio, full_window=False)
         if not _repeats_itself(text):
             return text
         if partial:
             return None
-        self.full_window_decodes += 1
         return self._decode(audio, full_window=True)
 
     def _decode(self, audio: Any, *, full_window: bool) -> str:
@@ -450,7 +467,7 @@ class WhisperEngine:
         )
         return " ".join(segment.text.strip() for segment in segments).strip()
 
-    def _decode_partial(self, audio: Any, done: Any) -> None:
+    def _decode_partial(self, audio: Any, done: Callable[[str | None], None]) -> None:
         """In a pool thread: decode, free the slot, hand the text (None when there is none) to ``done``."""
         text: str | None = None
         try:
@@ -458,17 +475,18 @@ class WhisperEngine:
         except Exception:  # a failed partial decode only costs deltas; finish() decodes again and says
             logging.getLogger(__name__).warning("A partial decode failed", exc_info=True)
         finally:
-            self._partial_slots.release()
+            self._runtime().partial_slots.release()
             done(text)
 
-    def start_partial(self, audio: Any, done: Any) -> bool:
+    def start_partial(self, audio: Any, done: Callable[[str | None], None]) -> bool:
         """Decode ``audio`` in the background and call ``done(text)``; False when no slot is free now."""
-        if not self._partial_slots.acquire(blocking=False):
+        runtime = self._runtime()
+        if not runtime.partial_slots.acquire(blocking=False):
             return False
         try:
-            self._partial_pool.submit(self._decode_partial, audio, done)
+            runtime.partial_pool.submit(self._decode_partial, audio, done)
         except BaseException:
-            self._partial_slots.release()
+            runtime.partial_slots.release()
             raise
         return True
 
@@ -538,7 +556,7 @@ class _WhisperRecognizer:
                 self._partial_running
                 or not self._loud_since_partial  # silence since the last decode: no new words
                 or self._samples - self._partial_upto < engine.PARTIAL_EVERY_S * WHISPER_RATE
-                or self._samples > engine.PARTIAL_MAX_S * WHISPER_RATE
+                or self._samples > engine.SHORT_MAX_S * WHISPER_RATE
             ):
                 return text
             audio = self._numpy.concatenate(self._chunks)
