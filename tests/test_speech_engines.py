@@ -132,6 +132,36 @@ def test_partial_text_grows_by_whole_words_into_the_final_text() -> None:
         assert spoken_words(recognizer.finish()) == ["he", "opened", "the", "door"]
 
 
+def wait_for_partial(recognizer: Any) -> str:
+    """The partial text, once a background decode has given some (a bound, not an expectation of speed)."""
+    for _ in range(400):
+        if text := recognizer.partial():
+            return str(text)
+        time.sleep(0.05)
+    raise AssertionError("no partial text after 20 s")
+
+
+def test_a_turn_that_went_quiet_is_decoded_once() -> None:
+    engine = WhisperEngine()
+    with engine.recognizer() as recognizer:
+        recognizer.accept(silence(300) + from_wav(DOOR))
+        recognizer.accept(silence(300))  # quiet long enough: the final decode starts now, in the background
+        assert wait_for_partial(recognizer) == "He opened the"
+        decodes = engine.decodes
+        recognizer.accept(silence(300))  # more quiet: nothing new to decode
+        assert spoken_words(recognizer.finish()) == ["he", "opened", "the", "door"]
+        assert engine.decodes == decodes  # finish() took the decode started early
+
+        # Speech after the quiet: that decode no longer holds the whole turn.
+        recognizer.accept(silence(300) + from_wav(DOOR) + silence(300))
+        wait_for_partial(recognizer)
+        recognizer.accept(from_wav(COFFEE))
+        decodes = engine.decodes
+        final = spoken_words(recognizer.finish())
+        assert engine.decodes > decodes
+        assert final[:4] == ["he", "opened", "the", "door"] and final[-1] == "coffee", final
+
+
 def test_silence_noise_and_scraps_of_audio_make_no_words() -> None:
     engine = load_engine("whisper")
     assert isinstance(engine, WhisperEngine)

@@ -293,7 +293,7 @@ class _WhisperRuntime:
 
     model: Any
     partial_slots: threading.BoundedSemaphore
-    partial_pool: ThreadPoolExecutor
+    background_pool: ThreadPoolExecutor
 
 
 _RUNTIMES: dict[tuple[str, int, int], _WhisperRuntime] = {}  # per path and threading
@@ -305,8 +305,8 @@ def _whisper_runtime(path: str, workers: int, cpu_threads: int) -> _WhisperRunti
 
     A local directory, so faster-whisper never asks the Hugging Face hub for anything. CTranslate2 runs
     calls from several threads on ``workers`` replicas that share the weights, each with ``cpu_threads``
-    threads; more calls than replicas wait their turn. Background decodes may hold ``workers - 1`` of
-    them (at least one), so that a turn's final decode finds one free.
+    threads; more calls than replicas wait their turn. Decodes for partial text may hold ``workers - 1``
+    of them (at least one), so that a turn's final decode finds one free.
     """
     key = (path, workers, cpu_threads)
     with _RUNTIMES_LOCK:
@@ -321,11 +321,10 @@ def _whisper_runtime(path: str, workers: int, cpu_threads: int) -> _WhisperRunti
             model = WhisperModel(
                 path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers
             )
-            background = max(1, workers - 1)
             runtime = _WhisperRuntime(
                 model,
-                threading.BoundedSemaphore(background),
-                ThreadPoolExecutor(background, thread_name_prefix="whisper-partial"),
+                threading.BoundedSemaphore(max(1, workers - 1)),
+                ThreadPoolExecutor(workers, thread_name_prefix="whisper-background"),
             )
             _RUNTIMES[key] = runtime
         return runtime
@@ -350,8 +349,10 @@ class WhisperEngine:
     """
 
     MIN_AUDIO_S = 0.2  # shorter turns are not decoded: Whisper invents words for them
-    QUIET_DBFS = -50.0  # no 20 ms frame louder than this: nothing to decode (silence, a muted microphone)
+    # No 20 ms frame louder than this (the VAD's lowest threshold): no words (silence, a muted microphone).
+    QUIET_DBFS = -60.0
     PARTIAL_EVERY_S = 0.5  # a turn is re-decoded for partial text when this much audio has come since
+    SETTLE_S = 0.2  # and once the audio has been quiet this long, in case the turn ends there
     LEAD_S = 0.3  # silence put before the audio (a committed turn may start on the first word)
     TRAIL_S = 8.0  # silence put after it, in the short window
     WINDOW_S = 30.0  # Whisper's own window
@@ -370,6 +371,8 @@ class WhisperEngine:
         self.beam_size = beam_size
         self.workers = workers if workers is not None else min(2, os.cpu_count() or 1)
         self.cpu_threads = cpu_threads
+        self.decodes = 0  # decodes run by this engine (for tests and measurements)
+        self._count_lock = threading.Lock()
 
     def _runtime(self) -> _WhisperRuntime:
         return _whisper_runtime(self.model_path, self.workers, self.cpu_threads)
@@ -418,6 +421,8 @@ class WhisperEngine:
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self.model()
+        with self._count_lock:
+            self.decodes += 1
         lead = numpy.zeros(int(self.LEAD_S * WHISPER_RATE), dtype=numpy.float32)
         trail_s = self.WINDOW_S - self.LEAD_S - len(audio) / WHISPER_RATE if full_window else self.TRAIL_S
         trail = numpy.zeros(int(trail_s * WHISPER_RATE), dtype=numpy.float32)
@@ -467,26 +472,32 @@ class WhisperEngine:
         )
         return " ".join(segment.text.strip() for segment in segments).strip()
 
-    def _decode_partial(self, audio: Any, done: Callable[[str | None], None]) -> None:
+    def _decode_in_background(self, audio: Any, done: Callable[[str | None], None], slot: bool) -> None:
         """In a pool thread: decode, free the slot, hand the text (None when there is none) to ``done``."""
         text: str | None = None
         try:
             text = self.transcribe(audio, partial=True)
-        except Exception:  # a failed partial decode only costs deltas; finish() decodes again and says
-            logging.getLogger(__name__).warning("A partial decode failed", exc_info=True)
+        except Exception:  # a failed background decode only costs deltas; finish() decodes again and says
+            logging.getLogger(__name__).warning("A background decode failed", exc_info=True)
         finally:
-            self._runtime().partial_slots.release()
+            if slot:
+                self._runtime().partial_slots.release()
             done(text)
 
-    def start_partial(self, audio: Any, done: Callable[[str | None], None]) -> bool:
-        """Decode ``audio`` in the background and call ``done(text)``; False when no slot is free now."""
+    def start_background(self, audio: Any, done: Callable[[str | None], None], *, partial: bool) -> bool:
+        """Decode ``audio`` in the background and call ``done(text)``.
+
+        ``partial`` decodes (for partial text) take one of the process's slots and are not started (False)
+        when none is free; the others are a turn's final decode started early, and always start.
+        """
         runtime = self._runtime()
-        if not runtime.partial_slots.acquire(blocking=False):
+        if partial and not runtime.partial_slots.acquire(blocking=False):
             return False
         try:
-            runtime.partial_pool.submit(self._decode_partial, audio, done)
+            runtime.background_pool.submit(self._decode_in_background, audio, done, partial)
         except BaseException:
-            runtime.partial_slots.release()
+            if partial:
+                runtime.partial_slots.release()
             raise
         return True
 
@@ -515,8 +526,27 @@ def _repeats_itself(text: str) -> bool:
     return False
 
 
+class _BackgroundDecode:
+    """A decode of a turn's first ``upto`` samples, running in the pool; ``text`` is set when ``done``."""
+
+    def __init__(self, upto: int) -> None:
+        self.upto = upto
+        self.text: str | None = None
+        self.done = threading.Event()
+
+
 class _WhisperRecognizer:
-    """One session's turn: its audio at 16 kHz, its last partial text, at most one partial decode running."""
+    """One session's turn: its audio at 16 kHz, decoded in the background as it comes.
+
+    Two kinds of background decode. For partial text: when ``PARTIAL_EVERY_S`` of audio has come since the
+    last decode and some of it was loud, one at a time (its text, less the last word, is ``partial()``).
+    And the final decode, started early: when the audio has been quiet for ``SETTLE_S`` after loud audio
+    that no decode has read, the turn may have ended there. When a turn ends with nothing loud after the
+    audio the last decode read, ``finish()`` takes that decode's text (waiting for it if need be) instead
+    of decoding the turn again.
+    With server VAD, which ends a turn after ``silence_duration_ms`` of silence, the final text is then
+    ready about when the VAD ends the turn.
+    """
 
     def __init__(self, engine: WhisperEngine) -> None:
         import numpy
@@ -525,15 +555,16 @@ class _WhisperRecognizer:
         self._numpy = numpy
         self._soxr = soxr
         self._engine = engine
-        self._lock = threading.Lock()  # partial decodes report from a pool thread
+        self._lock = threading.Lock()  # background decodes report from a pool thread
         self._resampler: Any = None
         self._chunks: list[Any] = []
         self._samples = 0
-        self._turn = 0  # counts turns, so that a late partial decode of an earlier turn is ignored
+        self._loud_until = 0  # where the last chunk with a frame above QUIET_DBFS ends
+        self._turn = 0  # counts turns, so that a late decode of an earlier turn changes nothing
         self._partial_text = ""
-        self._partial_running = False
-        self._partial_upto = 0  # samples of the turn the last partial decode read
-        self._loud_since_partial = False
+        self._partial_from = 0  # how much of the turn the decode that gave _partial_text read
+        self._running: _BackgroundDecode | None = None  # the decode for partial text under way
+        self._latest: _BackgroundDecode | None = None  # the decode started last (it reads the most)
 
     def accept(self, pcm16: bytes) -> None:
         numpy = self._numpy
@@ -545,53 +576,77 @@ class _WhisperRecognizer:
             if len(resampled):
                 self._chunks.append(resampled)
                 self._samples += len(resampled)
-                if not self._loud_since_partial:
-                    self._loud_since_partial = _loudest_dbfs(resampled) >= self._engine.QUIET_DBFS
+                if _loudest_dbfs(resampled) >= self._engine.QUIET_DBFS:
+                    self._loud_until = self._samples
+            self._maybe_decode()
+
+    def _maybe_decode(self) -> None:
+        """Start a background decode if one is due (called with the lock held)."""
+        engine = self._engine
+        decoded = self._latest.upto if self._latest is not None else 0
+        if self._loud_until <= decoded or self._samples > engine.SHORT_MAX_S * WHISPER_RATE:
+            return  # nothing loud since the last decode started: no new words
+        settled = self._samples - self._loud_until >= engine.SETTLE_S * WHISPER_RATE
+        if not settled and (
+            self._running is not None or self._samples - decoded < engine.PARTIAL_EVERY_S * WHISPER_RATE
+        ):
+            return
+        decode, turn = _BackgroundDecode(self._samples), self._turn
+        audio = self._numpy.concatenate(self._chunks)
+
+        def done(text: str | None) -> None:
+            self._decoded(turn, decode, text)
+
+        if engine.start_background(audio, done, partial=not settled):
+            self._latest = decode
+            if not settled:
+                self._running = decode
+
+    def _decoded(self, turn: int, decode: _BackgroundDecode, text: str | None) -> None:
+        with self._lock:
+            decode.text = text
+            decode.done.set()
+            if turn != self._turn:
+                return
+            if decode is self._running:
+                self._running = None
+            if text is not None and decode.upto > self._partial_from:
+                # The last word may be one cut off mid-way, which the next decode will hear differently.
+                self._partial_text, self._partial_from = " ".join(text.split()[:-1]), decode.upto
+            self._maybe_decode()
 
     def partial(self) -> str:
-        engine = self._engine
         with self._lock:
-            text = self._partial_text
-            if (
-                self._partial_running
-                or not self._loud_since_partial  # silence since the last decode: no new words
-                or self._samples - self._partial_upto < engine.PARTIAL_EVERY_S * WHISPER_RATE
-                or self._samples > engine.SHORT_MAX_S * WHISPER_RATE
-            ):
-                return text
-            audio = self._numpy.concatenate(self._chunks)
-            turn = self._turn
-            self._partial_running = True
-            if not engine.start_partial(audio, lambda decoded: self._partial_decoded(turn, decoded)):
-                self._partial_running = False
-                return text
-            self._partial_upto, self._loud_since_partial = self._samples, False
-        return text
+            return self._partial_text
 
-    def _partial_decoded(self, turn: int, text: str | None) -> None:
-        with self._lock:
-            self._partial_running = False
-            if turn == self._turn and text is not None:
-                # The last word may be one cut off mid-way, which the next decode will hear differently.
-                self._partial_text = " ".join(text.split()[:-1])
-
-    def _end_turn(self) -> Any:
-        """The turn's audio (None when none came); the recognizer is ready for the next turn."""
+    def _end_turn(self) -> tuple[Any, _BackgroundDecode | None]:
+        """The turn's audio (None when none came), and a background decode that read all its speech."""
         audio = None
         if self._resampler is not None:
             self._chunks.append(
                 self._resampler.resample_chunk(self._numpy.zeros(0, self._numpy.float32), last=True)
             )
             audio = self._numpy.concatenate(self._chunks)
-        self._resampler, self._chunks, self._samples = None, [], 0
+        whole = self._latest
+        if whole is not None and (
+            whole.upto < self._loud_until or (whole.done.is_set() and whole.text is None)
+        ):
+            whole = None  # loud audio came after what it read, or its text repeated itself
+        self._resampler, self._chunks, self._samples, self._loud_until = None, [], 0, 0
         self._turn += 1
-        self._partial_text, self._partial_upto, self._loud_since_partial = "", 0, False
-        return audio
+        self._partial_text, self._partial_from = "", 0
+        self._running, self._latest = None, None
+        return audio, whole
 
     def finish(self) -> str:
         with self._lock:
-            audio = self._end_turn()
-        return "" if audio is None else self._engine.transcribe(audio) or ""
+            audio, whole = self._end_turn()
+        if audio is None:
+            return ""
+        # (A wait far longer than any decode: a lost pool thread must not hang the session.)
+        if whole is not None and whole.done.wait(60) and whole.text is not None:
+            return whole.text
+        return self._engine.transcribe(audio) or ""
 
     def cancel(self) -> None:
         with self._lock:
