@@ -150,7 +150,7 @@ def main() -> None:
     from django.test import Client
     from django.utils import timezone
 
-    from django_rt_sessions import audit_report
+    from django_rt_sessions.audit import report as audit_report
     from django_rt_sessions.models import SessionPreset, TokenRequest
 
     call_command("migrate", verbosity=0)

@@ -29,7 +29,7 @@ BODY = {
             "input": {
                 "format": {"type": "audio/pcm", "rate": 24000},
                 "noise_reduction": {"type": "near_field"},
-                "transcription": {"model": "gpt-live-transcribe", "language": "en", "prompt": ""},
+                "transcription": {"model": "gpt-transcribe", "language": "en", "prompt": ""},
                 "turn_detection": {
                     "type": "server_vad",
                     "threshold": 0.5,

@@ -13,10 +13,12 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from bench import floor
-from django_rt_sessions import issuing, throttling
 from django_rt_sessions.conf import rt_settings
 from django_rt_sessions.errors import IssueError
+from django_rt_sessions.issuing import service as issuing
+from django_rt_sessions.issuing import throttling
 from django_rt_sessions.models import TokenRequest
+from django_rt_sessions.presets.access import check_access
 from example_project.urls import urlpatterns as example_urlpatterns
 
 PRESET = "bench"
@@ -65,7 +67,7 @@ def preset(request: HttpRequest) -> HttpResponse:
         return _denied()
     try:
         resolved = issuing._resolve_preset(PRESET)
-        issuing._check_access(request.user, resolved)
+        check_access(request.user, resolved)
     except IssueError as error:
         return JsonResponse({"code": error.code}, status=error.status)
     issuing._release_pooled_connections()
@@ -77,7 +79,7 @@ def _limited(request: HttpRequest) -> tuple[HttpResponse | None, object]:
         return _denied(), None
     try:
         resolved = issuing._resolve_preset(PRESET)
-        issuing._check_access(request.user, resolved)
+        check_access(request.user, resolved)
         throttling.check_limits(
             request.user,
             resolved.preset,

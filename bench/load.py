@@ -377,7 +377,7 @@ SessionPreset.objects.update_or_create(name=PRESET, defaults=dict(
     session={
         "input_audio_format": "pcm16",
         "input_audio_noise_reduction": {"type": "near_field"},
-        "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "en", "prompt": ""},
+        "input_audio_transcription": {"model": "gpt-transcribe", "language": "en", "prompt": ""},
         "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
                            "silence_duration_ms": 500},
     }))

@@ -41,7 +41,7 @@ PIECES: list[tuple[str, str]] = [
     ("pool release before the upstream call", r"^_release_pooled_connections \("),
     ("upstream adapter (outside requests)", r"^\w+\.create_session \(django_rt_sessions/upstreams"),
     ("upstream call (requests, urllib3)", r"^Session\.request \(requests/sessions"),
-    ("upstream call (requests, urllib3)", r"^UpstreamSession\.request \(django_rt_sessions/upstreams"),
+    ("upstream call (requests, urllib3)", r"^LeanSession\.request \(django_rt_sessions/upstreams"),
     ("audit row insert", r"^QuerySet\.create \(django/db/models/query"),
     ("hand-written view (outside requests)", r"^token \(bench/handwritten/views"),
     ("pool checkout (+ health check)", r"^ConnectionPool\.getconn \(psycopg_pool/"),

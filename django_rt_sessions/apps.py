@@ -16,7 +16,7 @@ class RtSessionsConfig(AppConfig):
 
         from . import checks  # noqa: F401  (registers the system checks)
         from .models import SessionPreset
-        from .preset_cache import invalidate
+        from .presets.cache import invalidate
 
         # Every change to what a preset allows makes all processes reload their cached presets.
         post_save.connect(invalidate, sender=SessionPreset, dispatch_uid="rt_sessions_preset_saved")
@@ -28,4 +28,4 @@ class RtSessionsConfig(AppConfig):
         post_delete.connect(invalidate, sender=Group, dispatch_uid="rt_sessions_group_deleted")
 
         if importlib.util.find_spec("drf_spectacular") is not None:
-            from . import openapi  # noqa: F401  (registers the drf-spectacular extensions)
+            from .api import openapi  # noqa: F401  (registers the drf-spectacular extensions)

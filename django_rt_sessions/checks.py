@@ -4,6 +4,7 @@ Django's checks: runserver, migrate, …), and database checks of the stored pre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,7 +12,6 @@ from django.conf import settings
 from django.core import checks
 
 from .conf import rt_settings
-from .presets import RATE_RE
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # Caches whose counts are not shared between processes (or not kept at all).
@@ -41,6 +41,7 @@ def _is_loopback(host: str | None) -> bool:
 
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .presets.validation import RATE_RE
     from .upstreams import UPSTREAMS
 
     messages: list[checks.CheckMessage] = []
@@ -91,11 +92,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
     messages.extend(_check_numbers())
     messages.extend(_check_rate_limit_cache())
-    if not settings.DEBUG and not rt_settings.API_KEY:
+    if not rt_settings.API_KEY:
         messages.append(
             checks.Warning(
                 "No OpenAI API key is configured: every token request will answer 503.",
-                hint="Set the OPENAI_API_KEY environment variable or RT_SESSIONS['API_KEY'].",
+                hint="Set the OPENAI_API_KEY environment variable or RT_SESSIONS['API_KEY']. To work "
+                "offline, run the local stand-in for OpenAI and point OPENAI_BASE_URL and OPENAI_API_KEY "
+                "at it (README, 'Without an OpenAI key').",
                 id="rt_sessions.W001",
             )
         )
@@ -177,17 +180,68 @@ def _check_numbers() -> list[checks.CheckMessage]:
 
 
 @checks.register()
-def check_model_retirements(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from .lifecycle import setting_problems
+def check_settings_shape(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """RT_SESSIONS must be a dict of known keys: a typo would otherwise be ignored without a word."""
+    from difflib import get_close_matches
+
+    from .conf import DEFAULTS
+
+    value = getattr(settings, "RT_SESSIONS", None)
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        return [
+            checks.Error(
+                f"RT_SESSIONS is {type(value).__name__}, not a dict: every setting takes its default.",
+                hint='Write RT_SESSIONS = {"UPSTREAM": "openai", ...}; see docs/configuration.md.',
+                id="rt_sessions.E010",
+            )
+        ]
+    messages: list[checks.CheckMessage] = []
+    for key in value:
+        if key in DEFAULTS:
+            continue
+        close = get_close_matches(str(key), DEFAULTS, n=1) if isinstance(key, str) else []
+        hint = f"Did you mean {close[0]}?" if close else f"The settings are: {', '.join(DEFAULTS)}."
+        messages.append(
+            checks.Warning(
+                f"RT_SESSIONS has an unknown key {key!r}, which is ignored.",
+                hint=hint + " See docs/configuration.md.",
+                id="rt_sessions.W007",
+            )
+        )
+    return messages
+
+
+@checks.register()
+def check_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .sessions.catalog import setting_problems
 
     return [
         checks.Error(
             problem,
-            hint='Each entry is {"shutdown": "YYYY-MM-DD", "replacement": "model"}, or None to drop a '
-            "shipped one; see docs/presets.md#model-lifecycle.",
+            hint='Each entry is a dict of "transports", "turn_detection", "fields", "shutdown" and '
+            '"replacement" (any of them), or None to forget a shipped one; see docs/presets.md#known-models.',
             id="rt_sessions.E008",
         )
-        for problem in setting_problems(rt_settings.MODEL_RETIREMENTS)
+        for problem in setting_problems(rt_settings.MODELS)
+    ]
+
+
+# Errors a running site survives, degraded: an unshared rate-limit cache still counts, per process. The
+# other Errors would crash a request, send the key unencrypted or call an upstream that must refuse.
+SERVED_DESPITE = frozenset({"rt_sessions.E007"})
+
+
+def configuration_errors() -> list[checks.CheckMessage]:
+    """The Errors of the settings checks: what `manage.py check` refuses, found the same way when a request
+    arrives under a server that runs no checks (gunicorn, uvicorn, daphne). The issuing service answers
+    503 `misconfigured` while there is one (but for SERVED_DESPITE)."""
+    return [
+        message
+        for check in (check_settings_shape, check_settings, check_models)
+        for message in check()
+        if message.is_serious() and message.id not in SERVED_DESPITE
     ]
 
 
@@ -199,10 +253,10 @@ def check_presets(app_configs: Any = None, databases: Any = None, **kwargs: Any)
     """
     from django.db import DatabaseError
 
-    from .lifecycle import retirement_of
     from .models import SessionPreset
-    from .presets import PresetValidationError, validate_session
-    from .session_fields import model_of
+    from .sessions import catalog
+    from .sessions.fields import model_of
+    from .sessions.validation import PresetValidationError, validate_session
     from .upstreams import configured_upstream
 
     messages: list[checks.CheckMessage] = []
@@ -213,11 +267,11 @@ def check_presets(app_configs: Any = None, databases: Any = None, **kwargs: Any)
         except DatabaseError:
             continue  # not migrated yet (this runs during the first migrate too)
         for preset in presets:
-            retirement = retirement_of(model_of(preset.session))
-            if retirement is not None:
+            retiring = catalog.retiring(model_of(preset.session))
+            if retiring is not None:
                 messages.append(
                     checks.Warning(
-                        retirement.notice(preset.name),
+                        retiring.retirement_notice(preset.name),
                         hint="Change the preset's transcription model in the admin or in your presets file "
                         "(docs/presets.md#model-lifecycle).",
                         obj=preset,

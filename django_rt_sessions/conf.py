@@ -7,6 +7,7 @@ Every property reads `django.conf.settings` on each access (the django-cors-head
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -29,15 +30,18 @@ DEFAULTS: dict[str, Any] = {
     "POLICY": None,
     "AUDIT_RETENTION_DAYS": 90,
     "PRESET_CACHE": True,
-    "MODEL_RETIREMENTS": {},
+    "MODELS": {},
 }
 
 
 class Settings:
-    """Typed view of `settings.RT_SESSIONS`; unknown keys are ignored, missing keys take DEFAULTS."""
+    """Typed view of `settings.RT_SESSIONS`; missing keys take DEFAULTS, unknown keys are ignored (and
+    named by check rt_sessions.W007)."""
 
     def _get(self, key: str) -> Any:
-        user_settings = getattr(settings, "RT_SESSIONS", None) or {}
+        user_settings = getattr(settings, "RT_SESSIONS", None)
+        if not isinstance(user_settings, Mapping):
+            user_settings = {}  # not a dict: the defaults (check rt_sessions.E010 says so)
         return user_settings.get(key, DEFAULTS[key])
 
     @property
@@ -47,6 +51,15 @@ class Settings:
     @property
     def API_KEY(self) -> str | None:
         return self._get("API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+
+    @property
+    def API_KEY_SOURCE(self) -> str:
+        """Where API_KEY came from, in the words a log message should use to send the reader there."""
+        if self._get("API_KEY"):
+            return "RT_SESSIONS['API_KEY']"
+        if os.environ.get("OPENAI_API_KEY"):
+            return "the OPENAI_API_KEY environment variable"
+        return "RT_SESSIONS['API_KEY'] or the OPENAI_API_KEY environment variable"
 
     @property
     def BASE_URL(self) -> str:
@@ -107,9 +120,9 @@ class Settings:
         return bool(self._get("PRESET_CACHE"))
 
     @property
-    def MODEL_RETIREMENTS(self) -> Any:
-        """Announced model shutdowns added to (or correcting) the shipped table; see lifecycle.py."""
-        return self._get("MODEL_RETIREMENTS") or {}
+    def MODELS(self) -> Any:
+        """Entries added to, or correcting, the shipped table of known models (sessions/catalog.py)."""
+        return self._get("MODELS") or {}
 
 
 rt_settings = Settings()

@@ -1,35 +1,89 @@
-"""Stable error codes (docs/http-api.md#errors) and the exception the issuing service raises for each."""
+"""Stable error codes (docs/http-api.md#errors), the audit outcome each is recorded as, and the exception
+the issuing service raises for each.
+
+`Outcome` is the one list of audit outcomes (`TokenRequest.Outcome`); `ERRORS` maps every code the app
+answers to its status, outcome and message. Everything else (the OpenAPI description, the audit chart's
+colours, the admin's filters) derives from these two.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-# code -> (HTTP status, audit outcome, default message shown to the requesting user)
-ERRORS: dict[str, tuple[int, str, str]] = {
-    "invalid": (400, "invalid", "The request is invalid."),
-    "override_not_allowed": (400, "invalid", "This preset does not let you change that setting."),
-    "preset_forbidden": (403, "forbidden", "You are not allowed to use this preset."),
-    "quota_exceeded": (429, "rate_limited", "You have used today's quota for this preset."),
-    "preset_not_found": (404, "not_found", "No such preset."),
-    "rate_limited": (429, "rate_limited", "Too many token requests; try again later."),
-    "rate_limit_unavailable": (
+from django.db import InterfaceError, OperationalError, models
+from django.utils.translation import gettext_lazy as _
+
+
+class Outcome(models.TextChoices):
+    """What happened to a token request, as its audit row records it."""
+
+    ISSUED = "issued", _("issued")
+    INVALID = "invalid", _("invalid")
+    FORBIDDEN = "forbidden", _("forbidden")
+    NOT_FOUND = "not_found", _("not found")
+    RATE_LIMITED = "rate_limited", _("rate limited")
+    RATE_LIMIT_UNAVAILABLE = "rate_limit_unavailable", _("rate limits unavailable")
+    SERVICE_UNAVAILABLE = "service_unavailable", _("service unavailable")
+    UPSTREAM_ERROR = "upstream_error", _("upstream error")
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable", _("upstream unavailable")
+    UPSTREAM_TIMEOUT = "upstream_timeout", _("upstream timeout")
+    MISCONFIGURED = "misconfigured", _("site misconfigured")
+
+
+# Seconds a client is asked to wait while something the app needs (the database, the rate-limit cache)
+# is down: long enough for a restart or a failover, short enough not to lose the user.
+OUTAGE_RETRY_AFTER = 5
+
+# The database is down or restarting: connection failures only (IntegrityError & co. are bugs, 500s).
+DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError)
+
+
+class ErrorSpec(NamedTuple):
+    status: int
+    outcome: Outcome
+    detail: str  # shown to the requesting user
+    retry_after: int | None = None  # the Retry-After sent when the raiser names none
+
+
+ERRORS: dict[str, ErrorSpec] = {
+    "invalid": ErrorSpec(400, Outcome.INVALID, "The request is invalid."),
+    "override_not_allowed": ErrorSpec(
+        400, Outcome.INVALID, "This preset does not let you change that setting."
+    ),
+    "preset_forbidden": ErrorSpec(403, Outcome.FORBIDDEN, "You are not allowed to use this preset."),
+    "quota_exceeded": ErrorSpec(429, Outcome.RATE_LIMITED, "You have used today's quota for this preset."),
+    "preset_not_found": ErrorSpec(404, Outcome.NOT_FOUND, "No such preset."),
+    "rate_limited": ErrorSpec(429, Outcome.RATE_LIMITED, "Too many token requests; try again later."),
+    "rate_limit_unavailable": ErrorSpec(
         503,
-        "rate_limit_unavailable",
+        Outcome.RATE_LIMIT_UNAVAILABLE,
         "Rate limits cannot be checked right now; try again shortly.",
+        OUTAGE_RETRY_AFTER,
     ),
-    "service_unavailable": (
+    "service_unavailable": ErrorSpec(
         503,
-        "service_unavailable",
+        Outcome.SERVICE_UNAVAILABLE,
         "The service is temporarily unavailable; try again shortly.",
+        OUTAGE_RETRY_AFTER,
     ),
-    "upstream_error": (502, "upstream_error", "The transcription service could not create a session."),
-    "upstream_unavailable": (
+    "upstream_error": ErrorSpec(
+        502, Outcome.UPSTREAM_ERROR, "The transcription service could not create a session."
+    ),
+    "upstream_unavailable": ErrorSpec(
+        503, Outcome.UPSTREAM_UNAVAILABLE, "The transcription service is unavailable; try again later."
+    ),
+    "upstream_timeout": ErrorSpec(
+        504, Outcome.UPSTREAM_TIMEOUT, "The transcription service did not answer in time."
+    ),
+    # The site's settings are wrong (what `manage.py check` reports as an Error): staff must fix them.
+    "misconfigured": ErrorSpec(
         503,
-        "upstream_unavailable",
-        "The transcription service is unavailable; try again later.",
+        Outcome.MISCONFIGURED,
+        "The service is not configured correctly; the site's staff need to fix it.",
     ),
-    "upstream_timeout": (504, "upstream_timeout", "The transcription service did not answer in time."),
 }
+# A site POLICY's own codes: a refusal (403 unless the policy says otherwise).
+POLICY_REFUSAL = ErrorSpec(403, Outcome.FORBIDDEN, "Request denied.")
 
 
 class IssueError(Exception):
@@ -46,15 +100,13 @@ class IssueError(Exception):
         error_code: str = "",
         error_message: str = "",
     ) -> None:
-        # Codes outside ERRORS come from a site's POLICY: a refusal (403 unless it says otherwise).
-        default_status, outcome, default_detail = ERRORS.get(code, (403, "forbidden", "Request denied."))
-        status = status or default_status
+        spec = ERRORS.get(code, POLICY_REFUSAL)
         self.code = code
-        self.status = status
-        self.outcome = outcome
-        self.detail = detail or default_detail
+        self.status = status or spec.status
+        self.outcome = spec.outcome
+        self.detail = detail or spec.detail
         self.errors = errors
-        self.retry_after = retry_after
+        self.retry_after = retry_after if retry_after is not None else spec.retry_after
         # For the audit row only (staff read it; the user sees `code` and `detail`): a finer code and text.
         self.error_code = error_code
         self.error_message = error_message

@@ -1,3 +1,5 @@
+"""The app's tables: presets, the audit log and daily quota counters (docs/presets.md, docs/audit.md)."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -5,13 +7,23 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from .errors import Outcome
+from .redaction import storable
+
+
+def max_length(model: type[models.Model], field: str) -> int:
+    """A column's max_length: the one number its validators and truncations use."""
+    length = getattr(model._meta.get_field(field), "max_length", None)
+    assert isinstance(length, int), f"{model.__name__}.{field} has no max_length"
+    return length
+
 
 class SessionPreset(models.Model):
     """A named upstream session configuration plus who may use it (docs/presets.md).
 
-    `session` holds the beta endpoint's request fields (and the GA-only ones, session_fields.py) exactly as
-    staff configured them: an absent key is not sent upstream, a key set to null is sent as null.
-    `presets.validate_preset` is the one validator.
+    `session` holds the beta endpoint's request fields (and the GA-only ones, sessions/fields.py) exactly
+    as staff configured them: an absent key is not sent upstream, a key set to null is sent as null.
+    `presets.validation.validate_preset` is the one validator.
     """
 
     name = models.SlugField(_("name"), max_length=64, unique=True)
@@ -22,6 +34,16 @@ class SessionPreset(models.Model):
         _("default"), default=False, help_text=_("Used when a request names no preset. At most one.")
     )
     session = models.JSONField(_("session configuration"), default=dict, blank=True)
+    client_turns = models.JSONField(
+        _("client turns"),
+        null=True,
+        blank=True,
+        default=None,
+        help_text=_(
+            "How the browser client ends turns when the upstream detects none (null: the defaults); "
+            "see docs/presets.md#client-turns."
+        ),
+    )
     expires_after_seconds = models.PositiveIntegerField(_("token lifetime (seconds)"), default=60)
     overridable = models.JSONField(_("user may override"), default=list, blank=True)
     daily_quota = models.PositiveIntegerField(
@@ -73,17 +95,15 @@ class SessionPreset(models.Model):
 class TokenRequest(models.Model):
     """One audit row per token request, whatever its outcome (docs/audit.md). Never holds a secret."""
 
-    class Outcome(models.TextChoices):
-        ISSUED = "issued", _("issued")
-        INVALID = "invalid", _("invalid")
-        FORBIDDEN = "forbidden", _("forbidden")
-        NOT_FOUND = "not_found", _("not found")
-        RATE_LIMITED = "rate_limited", _("rate limited")
-        RATE_LIMIT_UNAVAILABLE = "rate_limit_unavailable", _("rate limits unavailable")
-        SERVICE_UNAVAILABLE = "service_unavailable", _("database unavailable")
-        UPSTREAM_ERROR = "upstream_error", _("upstream error")
-        UPSTREAM_UNAVAILABLE = "upstream_unavailable", _("upstream unavailable")
-        UPSTREAM_TIMEOUT = "upstream_timeout", _("upstream timeout")
+    Outcome = Outcome  # the one list of outcomes (errors.py, beside the codes that map to them)
+
+    class Origin(models.TextChoices):
+        """Where the request came from: a staff investigation filters out the admin's test tokens."""
+
+        API = "api", _("HTTP API")
+        ADMIN = "admin", _("admin test token")
+        COMMAND = "command", _("rt_sessions_issue")
+        CODE = "code", _("the site's own code")
 
     created_at = models.DateTimeField(_("time"), auto_now_add=True)
     # SET_NULL + the denormalised name keep the trail when a user or a preset is deleted.
@@ -106,12 +126,13 @@ class TokenRequest(models.Model):
     )
     preset_name = models.CharField(_("preset name"), max_length=64, blank=True)
     outcome = models.CharField(_("outcome"), max_length=24, choices=Outcome.choices)
+    origin = models.CharField(_("origin"), max_length=16, choices=Origin.choices, default=Origin.API)
     status_code = models.PositiveSmallIntegerField(_("status code"))
     upstream = models.CharField(_("upstream"), max_length=32, blank=True)
     upstream_status = models.PositiveSmallIntegerField(_("upstream status"), null=True, blank=True)
     upstream_request_id = models.CharField(_("upstream request id"), max_length=128, blank=True)
     error_code = models.CharField(_("error code"), max_length=64, blank=True)
-    error_message = models.TextField(_("error message"), blank=True)
+    error_message = models.TextField(_("error message"), max_length=2000, blank=True)
     session_config = models.JSONField(_("body sent upstream"), null=True, blank=True)
     upstream_session_id = models.CharField(_("upstream session id"), max_length=128, blank=True)
     expires_at = models.DateTimeField(_("key expires at"), null=True, blank=True)
@@ -132,6 +153,8 @@ class TokenRequest(models.Model):
             models.Index(fields=["created_at", "outcome"], name="rt_tokenreq_time_outcome"),
             # The outcome filter: its count and its newest-first page.
             models.Index(fields=["outcome", "created_at"], name="rt_tokenreq_outcome_time"),
+            # The origin filter (the admin's test tokens, the command's): the same.
+            models.Index(fields=["origin", "created_at"], name="rt_tokenreq_origin_time"),
             # "What did this user request lately?" (investigations, the user's admin history).
             models.Index(fields=["user", "created_at"], name="rt_tokenreq_user_time"),
             # Admin search by username, which survives the user's deletion.
@@ -159,6 +182,11 @@ class TokenRequest(models.Model):
         # Never render secrets here: __str__ lands in admin pages, tracebacks and logs.
         when = f"{self.created_at:%Y-%m-%d %H:%M:%S}" if self.created_at else "-"
         return f"{self.username or '-'} {self.preset_name or '-'} {self.outcome} @ {when}"
+
+    @classmethod
+    def fit(cls, field: str, text: str) -> str:
+        """`text` as the column `field` can hold it: storable, and cut to the field's max_length."""
+        return storable(text)[: max_length(cls, field)]
 
 
 class QuotaUsage(models.Model):

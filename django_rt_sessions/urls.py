@@ -1,7 +1,7 @@
 from django.db import transaction
 from django.urls import path
 
-from . import views
+from .api import views
 
 app_name = "rt_sessions"
 

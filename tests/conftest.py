@@ -21,10 +21,11 @@ from .log_guard import LogGuard, guard_fixture_body
 TRANSCRIBE_URL = "/rt/transcription-sessions/"
 PRESETS_URL = "/rt/presets/"
 
+# A model that takes server turn detection (gpt-live-transcribe takes none: the client commits turns).
 SESSION = {
     "input_audio_format": "pcm16",
     "input_audio_noise_reduction": {"type": "far_field"},
-    "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "fr", "prompt": ""},
+    "input_audio_transcription": {"model": "gpt-transcribe", "language": "fr", "prompt": ""},
     "turn_detection": {
         "type": "server_vad",
         "threshold": 0.5,

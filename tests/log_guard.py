@@ -38,7 +38,9 @@ def current_api_keys() -> set[str]:
         from django.conf import settings
 
         if settings.configured:
-            keys.add(str((getattr(settings, "RT_SESSIONS", None) or {}).get("API_KEY") or ""))
+            configured = getattr(settings, "RT_SESSIONS", None)
+            if isinstance(configured, dict):
+                keys.add(str(configured.get("API_KEY") or ""))
     except ImportError:  # pragma: no cover - Django is a dependency of the package
         pass
     return {key for key in keys if len(key) >= MIN_SECRET_LENGTH}

@@ -42,8 +42,10 @@ COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
 WAIT = 20  # seconds: a bound on any one wait for an event, never an expectation of speed
 
+# Server VAD: the stand-in's turns by energy. gpt-live-transcribe takes no VAD (OpenAI's VAD guide), so the
+# sessions with VAD use gpt-transcribe.
 GA_INPUT = {
-    "transcription": {"model": "gpt-live-transcribe", "language": "en"},
+    "transcription": {"model": "gpt-transcribe", "language": "en"},
     "turn_detection": {
         "type": "server_vad",
         "threshold": 0.5,

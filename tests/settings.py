@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "rest_framework",
+    "rest_framework.authtoken",  # DRF's TokenAuthentication, for the authentication tests
     "django_rt_sessions",
 ]
 MIDDLEWARE = [

@@ -127,7 +127,7 @@ def test_profile_summary_gives_a_sample_to_its_deepest_piece(tmp_path: Any) -> N
     handler = "WSGIHandler.__call__ (django/core/handlers/wsgi.py:124)"
     user = "get_user (django/contrib/auth/__init__.py:295)"
     checkout = "ConnectionPool.getconn (psycopg_pool/pool.py:194)"
-    call = "UpstreamSession.request (/srv/app/django_rt_sessions/upstreams/transport.py:90)"
+    call = "LeanSession.request (/srv/app/django_rt_sessions/upstreams/transport.py:90)"
     leaf = "Cursor.execute (psycopg/cursor.py:97)"
     profile = tmp_path / "ours.txt"
     profile.write_text(

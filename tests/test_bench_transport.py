@@ -128,7 +128,7 @@ def _call(session: requests.Session, url: str, **extra: Any) -> requests.Respons
 
 
 def test_the_upstream_session_sends_what_requests_own_path_sends(openai_standin: Any) -> None:
-    """The fast path of UpstreamSession.request: the same request on the wire as Session.request's."""
+    """The fast path of LeanSession.request: the same request on the wire as Session.request's."""
     fast = transport._build_session(0)
     plain = requests.Session()
     plain.trust_env = False

@@ -94,6 +94,15 @@ EXTRA_PRESETS = [
         "daily_quota": 1,
     },
     {
+        # No server VAD (gpt-live-transcribe takes none): the client commits each turn.
+        "name": "live",
+        "title": "Live (client turns)",
+        "session": {
+            "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "en"},
+            "turn_detection": None,
+        },
+    },
+    {
         "name": "team-only",
         "title": "Team only",
         "session": {"input_audio_transcription": {"model": "gpt-4o-transcribe"}},
@@ -329,9 +338,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 # ------------------------------------------------------------------------------------------------ browser
 
 
-def start_chromium(*, microphone: str = "allow", audio_file: Path | None = None) -> tuple[Any, str]:
+def start_chromium(
+    *, microphone: str = "allow", audio_file: Path | None = None, arguments: tuple[str, ...] = ()
+) -> tuple[Any, str]:
     """A headless Chromium with a fake microphone whose prompt is answered "allow" or "deny"; the microphone
-    plays `audio_file` (a WAV, looped) instead of Chromium's beep when given."""
+    plays `audio_file` (a WAV, looped) instead of Chromium's beep when given; more `arguments` if any."""
     os.environ["SE_OFFLINE"] = "1"  # selenium-manager must never download a browser or driver
     profile = tempfile.mkdtemp(prefix="rt-browser-")
     options = webdriver.ChromeOptions()
@@ -350,6 +361,7 @@ def start_chromium(*, microphone: str = "allow", audio_file: Path | None = None)
         *([f"--use-file-for-fake-audio-capture={audio_file}"] if audio_file else []),
         "--window-size=1100,900",
         f"--user-data-dir={profile}",
+        *arguments,
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -491,8 +503,10 @@ def test_log_in_get_a_session_and_count_down(site: Site, driver: Any) -> None:
         "daily-once",
         "dictation",
         "limited",
+        "live",
         "meetings-fr",
         "phone-line",
+        "server-turns",
     ]  # not team-only: not in the group
     assert presets.first_selected_option.get_attribute("value") == "dictation"  # the default preset
     assert driver.find_element(By.ID, "language").is_displayed()  # dictation lets the user pick the language
@@ -740,7 +754,15 @@ def test_module_errors_carry_code_status_and_retry_after(site: Site, signed_in: 
         "import(arguments[0]).then((rt) => rt.fetchPresets()).then((p) => done(p.map((x) => x.name)));",
         MODULE_PATH,
     )
-    assert presets == ["daily-once", "dictation", "limited", "meetings-fr", "phone-line"]
+    assert presets == [
+        "daily-once",
+        "dictation",
+        "limited",
+        "live",
+        "meetings-fr",
+        "phone-line",
+        "server-turns",
+    ]
 
 
 ANSWER_OFFER = """
@@ -1033,3 +1055,78 @@ def test_transport_choice_and_the_wss_rule(site: Site, signed_in: Any) -> None:
         "refused": "connection_failed: The transcription service's WebSocket address is not encrypted "
         "(wss: is required except on this computer).",
     }
+
+
+# ------------------------------------------------------------------------------------------ WebRTC transport
+
+# What Chromium needs to reach a WebRTC peer on loopback (the stand-in's): loopback candidates of its own,
+# which it gathers only when allowed. Without it, its checks come from its network address, which a peer on
+# loopback does not answer. Hiding local addresses behind mDNS names does not matter: the browser client
+# posts its offer before gathering, so the offer names no address (docs/testing.md).
+WEBRTC_ON_LOOPBACK = ("--allow-loopback-in-peer-connection",)
+SPOKEN = 1000, 3000  # ms of silence before and after the sentence the microphone says (looped)
+
+
+@pytest.fixture(scope="module")
+def webrtc_driver(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, int]]:
+    """A Chromium that may use WebRTC on loopback, whose microphone says the coffee sentence, then nothing
+    (looped); and the length of that loop in bytes of 24 kHz PCM16."""
+    from django_rt_sessions.testing.audio import from_wav, silence, to_wav
+
+    pcm = silence(SPOKEN[0]) + from_wav(COFFEE) + silence(SPOKEN[1])
+    wav = to_wav(pcm, tmp_path_factory.mktemp("microphone") / "coffee.wav")
+    browser, profile = start_chromium(audio_file=wav, arguments=WEBRTC_ON_LOOPBACK)
+    try:
+        sign_in(browser, site.url)
+        yield browser, len(pcm)
+    finally:
+        quit_chromium(browser, profile)
+
+
+def test_webrtc_transport_transcribes_the_microphone_through_the_standins_peer(
+    site: Site, webrtc_driver: tuple[Any, int]
+) -> None:
+    """The demo page with the WebRTC transport forced, against the stand-in's own WebRTC endpoint (another
+    origin: a CORS preflight first) and its aiortc peer: the Opus microphone track is transcribed."""
+    driver, loop_bytes = webrtc_driver
+    driver.get(f"{site.standin_url}/?transport=webrtc")
+    wait(driver, lambda d: d.find_element(By.ID, "get-session").is_enabled(), "the presets did not load")
+    driver.get_log("browser")
+    assert driver.execute_script("return window.rtDemo.transport") == "webrtc"
+    Select(driver.find_element(By.ID, "preset")).select_by_value("live")
+    calls_before = len(site.standin.realtime)
+    driver.find_element(By.ID, "start").click()
+    wait(driver, lambda d: text_of(d, "status") == "Listening: speak now.", "not listening")
+    wait(driver, lambda d: len(site.standin.realtime) > calls_before, "no call reached the stand-in")
+    call = site.standin.realtime[-1]
+    assert call.transport == "webrtc" and call.credential == "ephemeral_key"
+    # Once a whole loop of the microphone's audio has arrived, the sentence is in the open turn: commit it,
+    # as the browser client's own turn-taking (or a push-to-talk button) would.
+    wait(driver, lambda d: call.audio_bytes_received >= loop_bytes, "the microphone's audio did not arrive")
+    driver.execute_script(
+        "window.rtDemo.running().handle.connection.dataChannel.send("
+        "JSON.stringify({type: 'input_audio_buffer.commit', event_id: 'commit-1'}))"
+    )
+
+    def heard(d: Any) -> bool:
+        return any(all(w in line.lower().split() for w in WORDS[COFFEE]) for line in completed_lines(d))
+
+    try:
+        WebDriverWait(driver, WAIT, poll_frequency=0.1).until(heard)
+    except TimeoutException:
+        pytest.fail(f"no completed line: {completed_lines(driver)}; events: {call.sent_types()}")
+    assert {"type": "input_audio_buffer.commit", "event_id": "commit-1"} in call.received
+    assert call.sent_types()[0] == "session.created"
+
+    # The exchange, as the stand-in saw it: the preflight, then the offer with the key.
+    key = site.standin.issued[-1]
+    offers = [r for r in site.standin.requests if r.shape == "webrtc"]
+    assert [r.method for r in offers[-2:]] == ["OPTIONS", "POST"]
+    assert offers[-1].headers["authorization"] == f"Bearer {key}"
+    assert offers[-1].headers["content-type"] == "application/sdp"
+    assert offers[-1].headers["origin"] == site.standin_url
+
+    driver.find_element(By.ID, "stop").click()
+    assert text_of(driver, "status") == "Stopped."
+    assert call.wait_closed(WAIT), "Stop did not end the call"
+    assert console_errors(driver) == []

@@ -6,10 +6,11 @@ import io
 from typing import Any
 
 import pytest
+from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from django_rt_sessions.checks import check_settings
+from django_rt_sessions.checks import check_settings, check_settings_shape
 
 from .conftest import set_rt
 
@@ -95,9 +96,13 @@ def test_w001_without_an_api_key_in_production(settings: Any) -> None:
     assert ids(settings, BASE_URL="https://api.openai.com/v1") == ["rt_sessions.W001"]
 
 
-def test_w001_not_in_debug(settings: Any) -> None:
+def test_w001_in_debug_too(settings: Any) -> None:
+    """With DEBUG and no key every request answers 503 just the same: say so, and how to work offline."""
     settings.DEBUG = True
-    assert ids(settings, BASE_URL="https://api.openai.com/v1") == []
+    settings.RT_SESSIONS = {"BASE_URL": "https://api.openai.com/v1"}
+    [message] = check_settings()
+    assert message.id == "rt_sessions.W001"
+    assert "OPENAI_BASE_URL" in message.hint and "stand-in" in message.hint
 
 
 def test_w001_not_with_the_key_in_the_environment(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -267,3 +272,39 @@ def test_the_check_is_registered(settings: Any) -> None:
         call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
     set_rt(settings, UPSTREAM="openai")
     call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_w007_names_an_unknown_key_and_the_closest_valid_one(settings: Any) -> None:
+    settings.RT_SESSIONS = {**FINE, "USER_RATES": "5/m", "UPSTREEM": "openai", "COLOUR": "blue"}
+    messages = {str(m.msg): m for m in check_settings_shape()}
+    assert set(messages) == {
+        "RT_SESSIONS has an unknown key 'USER_RATES', which is ignored.",
+        "RT_SESSIONS has an unknown key 'UPSTREEM', which is ignored.",
+        "RT_SESSIONS has an unknown key 'COLOUR', which is ignored.",
+    }
+    assert {m.id for m in messages.values()} == {"rt_sessions.W007"}
+    assert messages["RT_SESSIONS has an unknown key 'USER_RATES', which is ignored."].hint.startswith(
+        "Did you mean USER_RATE?"
+    )
+    assert messages["RT_SESSIONS has an unknown key 'UPSTREEM', which is ignored."].hint.startswith(
+        "Did you mean UPSTREAM?"
+    )
+    assert (
+        "The settings are: UPSTREAM, API_KEY"
+        in messages["RT_SESSIONS has an unknown key 'COLOUR', which is ignored."].hint
+    )
+
+
+def test_w007_not_for_known_keys(settings: Any) -> None:
+    settings.RT_SESSIONS = {**FINE, "USER_RATE": "5/m", "AUDIT_RETENTION_DAYS": 30}
+    assert check_settings_shape() == []
+
+
+@pytest.mark.parametrize("value", [["UPSTREAM", "openai"], "openai", 42])
+def test_e010_for_settings_that_are_not_a_dict_and_no_crash(settings: Any, value: Any) -> None:
+    settings.RT_SESSIONS = value
+    messages = check_settings_shape()
+    assert [m.id for m in messages] == ["rt_sessions.E010"]
+    assert type(value).__name__ in messages[0].msg
+    # Every other check runs on the defaults instead of crashing (manage.py check prints them all).
+    assert "rt_sessions.E010" in [m.id for m in run_checks()]

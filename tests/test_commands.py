@@ -23,7 +23,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_rt_sessions.models import SessionPreset, TokenRequest
-from django_rt_sessions.preset_files import export_presets
+from django_rt_sessions.presets.files import export_presets
 
 from .conftest import MINIMAL_SESSION, SESSION, set_rt
 
@@ -84,6 +84,13 @@ def db_state() -> list[dict[str, Any]]:
 def one_line(exc: BaseException) -> str:
     message = str(exc)
     assert "\n" not in message
+    return message
+
+
+def one_line_each(exc: BaseException) -> str:
+    """An import's errors: one line per problem, each naming the preset (and the field)."""
+    message = str(exc)
+    assert all(line.startswith("Preset") for line in message.splitlines()), message
     return message
 
 
@@ -272,7 +279,7 @@ def test_bad_import_is_all_or_nothing_with_a_clear_error(
     with pytest.raises(CommandError) as info:
         run("rt_sessions_presets", "import", path)
 
-    message = one_line(info.value)
+    message = one_line_each(info.value)
     for fragment in expected:
         assert fragment in message
     assert db_state() == before
@@ -353,7 +360,11 @@ def _manage(*args: str, env: dict[str, str], stdin: str | None = None) -> subpro
         (None, "Cannot read"),
         ("{not json", "is not valid JSON"),
         ('{"a": 1}', "JSON list"),
-        ('[{"name": "x", "expires_after_seconds": 5}]', "'x', field 'expires_after_seconds'"),
+        (
+            '[{"name": "x", "expires_after_seconds": 5, '
+            '"session": {"input_audio_transcription": {"model": "m"}}}]',
+            "'x', field 'expires_after_seconds'",
+        ),
     ],
     ids=["missing-file", "invalid-json", "not-a-list", "bad-value"],
 )
@@ -365,9 +376,28 @@ def test_import_errors_in_a_real_process(tmp_path: Path, content: str | None, ex
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    assert len(lines) == 1, result.stderr  # one problem, one line
     assert lines[0].startswith("CommandError: ")
     assert expected in lines[0]
+
+
+def test_import_prints_every_problem_one_line_each(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    presets = [
+        {"name": "a", "expires_after_seconds": 5, "rate": "often", "session": {"input_audio_format": "mp3"}},
+        {"name": "b", "colour": "blue", "session": {"input_audio_transcription": {"model": "whisper-1"}}},
+    ]
+    path.write_text(json.dumps(presets), encoding="utf-8")
+    result = _manage("rt_sessions_presets", "import", str(path), env=_subprocess_env())
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().removeprefix("CommandError: ").splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "Preset 'a', field 'expires_after_seconds'",
+        "Preset 'a', field 'rate'",
+        "Preset 'a', field 'session.input_audio_format'",
+        "Preset 'a', field 'session.input_audio_transcription'",
+        "Preset 'b', field 'colour'",
+    ]
 
 
 DEEP = 100_000  # levels: deeper than any recursion limit

@@ -51,3 +51,20 @@ def test_code_blocks_are_highlighted_in_the_built_pages(site: Path) -> None:
     block = re.search(r'<div class="codehilite"[^>]*>.*?CACHES.*?</pre>', page, re.S)
     assert block, "no highlighted Python block with CACHES"
     assert "<span style=" in block.group(0)  # colours inline: no stylesheet to fetch either
+
+
+def test_the_layout_table_names_every_module_of_the_package() -> None:
+    """docs/development.md's layout table matches the tree: every module is named, none that is gone."""
+    package = ROOT / "django_rt_sessions"
+    section = (ROOT / "docs" / "development.md").read_text(encoding="utf-8").split("## Layout", 1)[1]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("| `"))
+    named = set(re.findall(r"`([a-z_/]+(?:\.py|/))`", table))
+    modules = {
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py"
+        and path.parts[len(package.parts)] not in ("migrations", "management", "testing")
+    }
+    folders = {"management/commands/", "testing/"}
+    assert modules - named == set(), "modules missing from docs/development.md's layout table"
+    assert named - modules - folders == set(), "the layout table names modules that do not exist"

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
 
-from django_rt_sessions import audit_export
-from django_rt_sessions.audit_report import OUTCOME_COLOURS
+from django_rt_sessions.audit import export as audit_export
+from django_rt_sessions.audit.report import OUTCOME_COLOURS
 from django_rt_sessions.errors import ERRORS
 from django_rt_sessions.models import SessionPreset, TokenRequest
 
@@ -124,7 +124,7 @@ def _audit_docs_table() -> dict[str, str]:
 def test_every_outcome_is_one_the_service_writes_and_is_documented() -> None:
     """The outcome choices are exactly what the issuing service can record (an error's outcome, or issued),
     the audit chart has a colour for each, and docs/audit.md lists them all."""
-    written = {"issued"} | {outcome for _status, outcome, _detail in ERRORS.values()}
+    written = {"issued"} | {outcome for _status, outcome, _detail, _retry in ERRORS.values()}
     choices = set(TokenRequest.Outcome.values)
     assert written == choices
     assert set(OUTCOME_COLOURS) == choices

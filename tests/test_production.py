@@ -301,7 +301,7 @@ def test_two_hosts_burst_issues_exactly_the_preset_limit(two_hosts: TwoHosts, st
 PRESET_CHANGE = """
 import os
 from django.contrib.auth.models import Group
-from django_rt_sessions import preset_cache
+from django_rt_sessions.presets import cache as preset_cache
 from django_rt_sessions.models import SessionPreset
 change, preset = os.environ["RT_PROD_CHANGE"], SessionPreset.objects.get(name="shared")
 if change == "update-without-invalidate":

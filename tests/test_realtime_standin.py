@@ -329,7 +329,7 @@ def test_silence_and_noise_do_not_make_words(standin: OpenAIStandIn) -> None:
 def _turns(
     standin: OpenAIStandIn, turn_detection: dict[str, Any], pcm: bytes, count: int
 ) -> list[dict[str, Any]]:
-    key = mint(standin, {"transcription": {"model": "gpt-live-transcribe"}, "turn_detection": turn_detection})
+    key = mint(standin, {"transcription": {"model": "gpt-transcribe"}, "turn_detection": turn_detection})
     with open_socket(standin, key) as ws:
         receive(ws)
         stream(ws, pcm)
@@ -398,14 +398,119 @@ def test_manual_turns_with_commit_and_clear(standin: OpenAIStandIn) -> None:
         )
         stream(ws, from_wav(COFFEE))
         send(ws, {"type": "input_audio_buffer.clear"})
-        assert receive(ws)["type"] == "input_audio_buffer.cleared"
+        cleared_turn = events_until(ws, "input_audio_buffer.cleared")
         stream(ws, silence(200) + from_wav(DOOR) + silence(200))
         send(ws, {"type": "input_audio_buffer.commit"})
         events = events_until(ws, COMPLETED)
-    assert events[0]["type"] == "input_audio_buffer.committed"
-    assert "input_audio_buffer.speech_started" not in [e["type"] for e in events]
+    # Until the clear, only the open turn's words (deltas); the clear drops the turn, never committed.
+    assert {e["type"] for e in cleared_turn[:-1]} <= {DELTA}
+    dropped = {e["item_id"] for e in cleared_turn[:-1]}
+    kinds = [e["type"] for e in events]
+    assert "input_audio_buffer.speech_started" not in kinds
+    assert kinds[-2:] == ["input_audio_buffer.committed", COMPLETED] or kinds[-3:] == [
+        "input_audio_buffer.committed",
+        DELTA,
+        COMPLETED,
+    ]
+    (committed,) = [e for e in events if e["type"] == "input_audio_buffer.committed"]
+    assert committed["item_id"] not in dropped
+    assert {e["item_id"] for e in events if e["type"] in (DELTA, COMPLETED)} == {committed["item_id"]}
     (transcript,) = transcripts(events)
     assert has_words(transcript, WORDS[DOOR]) and not has_words(transcript, WORDS[COFFEE]), transcript
+
+
+# ----------------------------------------------------------------------- models that take no server VAD
+
+LIVE = {"transcription": {"model": "gpt-live-transcribe", "language": "en"}}  # no turn_detection: none
+
+
+def test_without_turn_detection_words_stream_while_the_audio_arrives_and_commit_ends_the_turn(
+    standin: OpenAIStandIn,
+) -> None:
+    key = mint(standin, LIVE)
+    with open_socket(standin, key) as ws:
+        session = receive(ws)["session"]
+        assert session["audio"]["input"]["turn_detection"] is None
+        stream(ws, speech(COFFEE))  # 1 s of silence after the words: no VAD ends the turn
+        send(ws, {"type": "input_audio_buffer.commit"})
+        events = events_until(ws, COMPLETED)
+        # One turn per commit: the next commit has nothing to commit.
+        send(ws, {"type": "input_audio_buffer.commit"})
+        assert receive(ws)["error"]["code"] == "input_audio_buffer_commit_empty"
+    kinds = [e["type"] for e in events]
+    assert "input_audio_buffer.speech_started" not in kinds
+    # Deltas came while the audio arrived, before the commit.
+    assert DELTA in kinds[: kinds.index("input_audio_buffer.committed")]
+    committed = events[kinds.index("input_audio_buffer.committed")]
+    assert {e["item_id"] for e in events} == {committed["item_id"]}
+    (transcript,) = transcripts(events)
+    assert has_words(transcript, WORDS[COFFEE]), transcript
+    assert events[-1]["usage"]["seconds"] > 2  # the whole buffer, silences included
+
+
+def test_session_update_cannot_turn_vad_on_for_a_model_that_takes_none(standin: OpenAIStandIn) -> None:
+    vad = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
+    with open_socket(standin, mint(standin, LIVE)) as ws:
+        receive(ws)
+        for turn_detection in (vad, {"type": "semantic_vad"}):
+            send(
+                ws,
+                {
+                    "type": "session.update",
+                    "event_id": "u1",
+                    "session": {
+                        "type": "transcription",
+                        "audio": {"input": {"turn_detection": turn_detection}},
+                    },
+                },
+            )
+            error = receive(ws)
+            assert error["type"] == "error", error
+            assert (error["error"]["code"], error["error"]["param"], error["error"]["event_id"]) == (
+                "invalid_value",
+                "session.audio.input.turn_detection",
+                "u1",
+            )
+            assert "gpt-live-transcribe" in error["error"]["message"]
+        # Nothing changed: still no VAD, and a commit ends the turn.
+        stream(ws, speech(DOOR))
+        send(ws, {"type": "input_audio_buffer.commit"})
+        (transcript,) = transcripts(events_until(ws, COMPLETED))
+    assert has_words(transcript, WORDS[DOOR]), transcript
+
+    # A session with VAD cannot switch to such a model and keep its VAD; it can with turn detection off.
+    with open_socket(standin, mint(standin)) as ws:  # gpt-transcribe, server VAD
+        receive(ws)
+        live = {"transcription": {"model": "gpt-live-transcribe"}}
+        send(ws, {"type": "session.update", "session": {"type": "transcription", "audio": {"input": live}}})
+        assert receive(ws)["error"]["param"] == "session.audio.input.turn_detection"
+        send(
+            ws,
+            {
+                "type": "session.update",
+                "session": {"type": "transcription", "audio": {"input": {**live, "turn_detection": None}}},
+            },
+        )
+        updated = receive(ws)
+    assert updated["type"] == "session.updated", updated
+    assert updated["session"]["audio"]["input"]["turn_detection"] is None
+    assert updated["session"]["audio"]["input"]["transcription"] == {"model": "gpt-live-transcribe"}
+
+
+def test_api_key_session_on_a_model_without_vad_has_no_turn_detection(standin: OpenAIStandIn) -> None:
+    """How a server (the relay) opens such a session: its API key, then the session in a session.update."""
+    with open_socket(standin, standin.api_key) as ws:
+        assert receive(ws)["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+        send(ws, {"type": "session.update", "session": {"type": "transcription", "audio": {"input": LIVE}}})
+        updated = receive(ws)
+        assert updated["type"] == "session.updated", updated
+        assert updated["session"]["audio"]["input"]["turn_detection"] is None
+        stream(ws, speech(DOOR))
+        send(ws, {"type": "input_audio_buffer.commit"})
+        events = events_until(ws, COMPLETED)
+    assert "input_audio_buffer.speech_started" not in [e["type"] for e in events]
+    (transcript,) = transcripts(events)
+    assert has_words(transcript, WORDS[DOOR]), transcript
 
 
 # --------------------------------------------------------------------------------------------- faults
@@ -444,12 +549,14 @@ def test_slow_events_are_held_until_released(standin: OpenAIStandIn) -> None:
 def test_stop_closes_open_sockets() -> None:
     standin = OpenAIStandIn().start()
     try:
-        ws = open_socket(standin, mint(standin))
-        receive(ws)
+        with open_socket(standin, mint(standin)) as ws:
+            receive(ws)
+            standin.stop()
+            # The socket is still open on this side: what comes next is the server's close frame.
+            with pytest.raises(ConnectionClosed) as caught:
+                receive(ws)
     finally:
         standin.stop()
-    with pytest.raises(ConnectionClosed) as caught:
-        receive(ws)
     assert caught.value.rcvd is not None and caught.value.rcvd.code == 1001
 
 

@@ -80,7 +80,8 @@ def needs_espeak() -> None:
 # ------------------------------------------------------------------------------------ Whisper, end to end
 
 
-def test_whisper_is_the_default_and_says_so() -> None:
+def test_whisper_is_the_default_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENGINE_ENV, raising=False)
     standin = OpenAIStandIn()
     assert isinstance(standin.speech_engine, WhisperEngine)
     assert standin.speech_engine.description == WHISPER

@@ -340,11 +340,6 @@ def test_missing_required_parameter(standin: OpenAIStandIn, body: dict, param: s
             "session.audio.input.transcription.prompt",
         ),
         (
-            "openai",
-            ga_body(transcription={"model": "gpt-realtime-whisper"}),
-            "session.audio.input.turn_detection",
-        ),
-        (
             "azure",
             ga_body(transcription={"model": "gpt-realtime-whisper"}, turn_detection=SERVER_VAD_DEFAULT),
             "session.audio.input.turn_detection",
@@ -354,11 +349,58 @@ def test_missing_required_parameter(standin: OpenAIStandIn, body: dict, param: s
             {"input_audio_transcription": {"model": "gpt-4o-transcribe-diarize", "prompt": ""}},
             "input_audio_transcription.prompt",
         ),
-        ("openai-beta", {"input_audio_transcription": {"model": "gpt-realtime-whisper"}}, "turn_detection"),
     ],
 )
 def test_model_rules(standin: OpenAIStandIn, shape: str, body: dict, param: str) -> None:
     assert_error(post(standin, shape, body), 400, "invalid_value", param)
+
+
+SEMANTIC_VAD = {"type": "semantic_vad", "eagerness": "low"}
+
+
+@pytest.mark.parametrize("model", ["gpt-live-transcribe", "gpt-realtime-whisper"])
+@pytest.mark.parametrize(
+    ("shape", "turn_detection", "param"),
+    [
+        ("openai", SERVER_VAD_DEFAULT, "session.audio.input.turn_detection"),
+        ("openai", SEMANTIC_VAD, "session.audio.input.turn_detection"),
+        ("azure", SEMANTIC_VAD, "session.audio.input.turn_detection"),
+        ("openai-beta", SERVER_VAD_DEFAULT, "turn_detection"),
+    ],
+)
+def test_models_without_vad_refuse_a_session_with_vad(
+    standin: OpenAIStandIn, model: str, shape: str, turn_detection: dict, param: str
+) -> None:
+    """OpenAI's VAD guide: these models "require turn detection to be omitted or set to null"."""
+    if shape == "openai-beta":
+        body = {"input_audio_transcription": {"model": model}, "turn_detection": turn_detection}
+    else:
+        body = ga_body(transcription={"model": model}, turn_detection=turn_detection)
+    error = assert_error(post(standin, shape, body), 400, "invalid_value", param)
+    assert model in error["message"] and "input_audio_buffer.commit" in error["message"]
+    assert standin.issued == []
+
+
+@pytest.mark.parametrize("model", ["gpt-live-transcribe", "gpt-realtime-whisper"])
+@pytest.mark.parametrize("shape", ["openai", "azure", "openai-beta"])
+@pytest.mark.parametrize("given", ["omitted", "null"])
+def test_models_without_vad_get_no_turn_detection(
+    standin: OpenAIStandIn, model: str, shape: str, given: str
+) -> None:
+    turn = {} if given == "omitted" else {"turn_detection": None}
+    if shape == "openai-beta":
+        data = post(standin, shape, {"input_audio_transcription": {"model": model}, **turn}).json()
+        assert data["turn_detection"] is None
+    else:
+        data = post(standin, shape, ga_body(transcription={"model": model}, **turn)).json()
+        assert data["session"]["audio"]["input"]["turn_detection"] is None
+    # Other models keep the server VAD default when the request says nothing.
+    if shape == "openai-beta":
+        other = post(standin, shape, {"input_audio_transcription": {"model": "gpt-transcribe"}}).json()
+        assert other["turn_detection"] == SERVER_VAD_DEFAULT
+    else:
+        other = post(standin, shape, ga_body(transcription={"model": "gpt-transcribe"})).json()
+        assert other["session"]["audio"]["input"]["turn_detection"] == SERVER_VAD_DEFAULT
 
 
 @pytest.mark.parametrize(
@@ -369,10 +411,12 @@ def test_model_rules(standin: OpenAIStandIn, shape: str, body: dict, param: str)
             ga_body(transcription={"model": "gpt-realtime-whisper", "delay": "low"}, turn_detection=None),
         ),
         ("openai", ga_body(transcription={"model": "gpt-4o-transcribe-diarize"})),
+        ("openai", ga_body(transcription={"model": "gpt-realtime-whisper"})),
         (
             "openai-beta",
             {"input_audio_transcription": {"model": "gpt-realtime-whisper"}, "turn_detection": None},
         ),
+        ("openai-beta", {"input_audio_transcription": {"model": "gpt-live-transcribe"}}),
     ],
 )
 def test_model_rules_allow_valid_combinations(standin: OpenAIStandIn, shape: str, body: dict) -> None:
@@ -803,8 +847,10 @@ def test_live_transcription(openai_realtime, openai_standin):
     ).json()["value"]
     with connect(openai_realtime.realtime_url, additional_headers={"Authorization": "Bearer " + key}) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
-        for audio in base64_frames(silence(500) + from_wav(WAV) + silence(1000)):
+        for audio in base64_frames(silence(500) + from_wav(WAV) + silence(300)):
             ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+        # gpt-live-transcribe takes no server VAD: the client ends each turn.
+        ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         while True:
             event = json.loads(ws.recv(timeout=20))
             if event["type"] == "conversation.item.input_audio_transcription.completed":

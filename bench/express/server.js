@@ -18,7 +18,7 @@ const sessionConfig = JSON.stringify({
       input: {
         format: { type: "audio/pcm", rate: 24000 },
         noise_reduction: { type: "near_field" },
-        transcription: { model: "gpt-live-transcribe", language: "en", prompt: "" },
+        transcription: { model: "gpt-transcribe", language: "en", prompt: "" },
         turn_detection: { type: "server_vad", threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500 },
       },
     },

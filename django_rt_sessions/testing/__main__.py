@@ -19,8 +19,8 @@ TESTING_EXTRA = "django-rt-sessions[testing]"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Serve a local stand-in for OpenAI's Realtime transcription token endpoints and its "
-        "realtime WebSocket.",
+        description="Serve a local stand-in for OpenAI's Realtime transcription token endpoints, its "
+        "realtime WebSocket and its WebRTC calls.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument(
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        from .server import DEFAULT_API_KEY, OpenAIStandIn
+        from .server import DEFAULT_API_KEY, OpenAIStandIn, webrtc_unavailable
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing not in TESTING_EXTRA_MODULES:
@@ -86,6 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  Transcription: {standin.speech_engine.description}", flush=True)
         else:
             print(f"  Transcription is off: {standin.speech_problem}", flush=True)
+        webrtc_problem = webrtc_unavailable()
+        if webrtc_problem is None:
+            print(f"  WebRTC calls: {standin.webrtc_url}", flush=True)
+        else:
+            print(f"  WebRTC calls are off: {webrtc_problem}", flush=True)
         # Load the speech model now rather than when the first session opens.
         warm_up = getattr(standin.speech_engine, "warm_up", None)
         if warm_up is not None:

@@ -14,7 +14,10 @@ Client events: ``session.update``, ``input_audio_buffer.append`` (base64 PCM16, 
 ``.completed`` (after each turn), and ``error`` shaped like OpenAI's (names and fields as in openai-python's
 ``types/realtime``). With ``server_vad`` the turns come from an energy VAD (``speech.EnergyVAD``), which also
 stands in for ``semantic_vad`` (a turn ends after a silence that is longer the lower the eagerness); with
-``turn_detection: null`` the turns are the client's commits.
+``turn_detection: null`` a turn opens with its first audio, streams deltas while the audio arrives, and ends
+when the client commits it (``clear`` drops it). Like OpenAI, a session with VAD on a model that takes none
+(``validation.NO_TURN_DETECTION_MODELS``) is refused, and such a session that says nothing about turn
+detection has none.
 """
 
 from __future__ import annotations
@@ -24,30 +27,28 @@ import base64
 import binascii
 import contextlib
 import json
-import secrets
-import socket
-import string
-import struct
-import threading
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import validation
-from .behaviours import DropSocket, SlowEvents
+from . import validation, wire
+from .behaviours import Behaviour, DropSocket, SlowEvents
 from .speech import INPUT_RATE, EnergyVAD, Recognizer, SpeechEngine
-
-if TYPE_CHECKING:
-    from .server import OpenAIStandIn
+from .state import RealtimeConnection, StandInState
+from .wire import abort_connection, error_response
 
 __all__ = [
+    "EventSender",
     "RealtimeConnection",
     "RealtimeSession",
     "abort_connection",
+    "claim_ephemeral_key",
     "error_event",
     "ga_session_from_beta",
+    "new_session",
+    "recorded_event",
     "serve_realtime",
 ]
 
@@ -72,30 +73,6 @@ _BETA_FORMATS: dict[str, dict[str, Any]] = {
     "g711_ulaw": {"type": "audio/pcmu"},
     "g711_alaw": {"type": "audio/pcma"},
 }
-_ALNUM = string.ascii_letters + string.digits
-
-
-def _id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(20))
-
-
-def abort_connection(request: web.BaseRequest) -> None:
-    """Close the TCP connection at once with an RST (SO_LINGER 0), without a response or a close frame."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-def _error_body(status: int, message: str, code: str | None, param: str | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
-    return web.Response(
-        body=json.dumps(body).encode(), status=status, headers={"Content-Type": "application/json"}
-    )
 
 
 def ga_session_from_beta(beta: dict[str, Any]) -> dict[str, Any]:
@@ -118,11 +95,12 @@ def ga_session_from_beta(beta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unconfigured_session() -> dict[str, Any]:
-    """An API-key connection's session: server VAD, no transcription model until a session.update."""
+    """An API-key connection's session: no transcription model until a session.update, server VAD unless
+    that update picks a model that takes none."""
     return {
         "type": "transcription",
         "object": "realtime.transcription_session",
-        "id": _id("sess_"),
+        "id": wire.session_id(),
         "expires_at": None,
         "include": None,
         "audio": {
@@ -130,12 +108,7 @@ def _unconfigured_session() -> dict[str, Any]:
                 "format": {"type": "audio/pcm", "rate": INPUT_RATE},
                 "transcription": None,
                 "noise_reduction": None,
-                "turn_detection": {
-                    "type": "server_vad",
-                    "threshold": 0.5,
-                    "prefix_padding_ms": 300,
-                    "silence_duration_ms": 500,
-                },
+                "turn_detection": dict(validation.DEFAULT_TURN_DETECTION),
             }
         },
     }
@@ -155,7 +128,7 @@ def error_event(
     """An ``error`` server event; ``event_id`` inside ``error`` is the client event that caused it."""
     return {
         "type": "error",
-        "event_id": _id("event_"),
+        "event_id": wire.event_id(),
         "error": {"type": type, "code": code, "message": message, "param": param, "event_id": event_id},
     }
 
@@ -174,16 +147,18 @@ class RealtimeSession:
         speech_problem: str | None = None,
     ) -> None:
         self.session = session if session is not None else _unconfigured_session()
+        # The API-key session's server VAD was not asked for: a model that takes no VAD turns it off.
+        self._turn_detection_defaulted = session is None
         self._engine = engine
         self._speech_problem = speech_problem
         self._resources = ExitStack()
         self._recognizer: Recognizer | None = None
         self._vad: EnergyVAD | None = None
-        self._manual_audio: list[bytes] = []
         self._uncommitted_ms = 0
-        self._item: str | None = None  # the turn being spoken (server VAD)
+        self._item: str | None = None  # the open turn: being spoken (server VAD) or not yet committed
         self._emitted = ""  # the part of the turn's partial text already sent as deltas
         self._turn_ms = 0
+        self._turn_bytes = 0  # the open turn's audio without VAD (its ms, rounded down, in _turn_ms)
         self._partial_at_ms = 0
         self._previous_item: str | None = None
         self._warned_unconfigured = False
@@ -193,14 +168,19 @@ class RealtimeSession:
     # -------------------------------------------------------------------------------------- config
 
     @property
+    def has_engine(self) -> bool:
+        """Whether audio is transcribed (else the session says why in its opening ``error`` event)."""
+        return self._engine is not None
+
+    @property
     def _input(self) -> dict[str, Any]:
         return self.session["audio"]["input"]
 
     def _configure(self) -> None:
         turn = self._input.get("turn_detection")
         if self._item is not None and self._recognizer is not None:
-            self._recognizer.cancel()
-        self._item, self._emitted = None, ""
+            self._recognizer.cancel()  # a new configuration starts a new turn
+        self._item, self._emitted, self._turn_ms, self._turn_bytes, self._uncommitted_ms = None, "", 0, 0, 0
         self._vad = None
         if self._engine is not None and isinstance(turn, dict) and turn.get("type") == "server_vad":
             self._vad = EnergyVAD(
@@ -220,7 +200,7 @@ class RealtimeSession:
 
     def opening_events(self) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = [
-            {"type": "session.created", "event_id": _id("event_"), "session": self.session}
+            {"type": "session.created", "event_id": wire.event_id(), "session": self.session}
         ]
         if self._speech_problem is not None:
             events.append(self._speech_error())
@@ -303,15 +283,26 @@ class RealtimeSession:
         if isinstance(update, dict) and "type" not in update:
             update = {**update, "type": "transcription"}
         problem = validation.validate_request("openai", {"session": update})
+        assert problem is not None or isinstance(update, dict)
+        changes = ((update.get("audio") or {}).get("input") or {}) if isinstance(update, dict) else {}
+        merged = {**self._input, **changes}
+        if "turn_detection" not in changes and self._turn_detection_defaulted:
+            merged["turn_detection"] = validation.default_turn_detection(_model(merged))
+        if problem is None:
+            # The update with the session it changes: a model that takes no VAD on a session with VAD, say.
+            problem = validation.turn_detection_problem(
+                _model(merged), merged.get("turn_detection"), "session.audio.input.turn_detection"
+            )
         if problem is not None:
             return [error_event(problem.message, code=problem.code, param=problem.param, event_id=event_id)]
         assert isinstance(update, dict)
         if "include" in update:
             self.session["include"] = update["include"]
-        for key, value in ((update.get("audio") or {}).get("input") or {}).items():
-            self._input[key] = value
+        if "turn_detection" in changes:
+            self._turn_detection_defaulted = False
+        self._input.update(merged)
         self._configure()
-        return [{"type": "session.updated", "event_id": _id("event_"), "session": self.session}]
+        return [{"type": "session.updated", "event_id": wire.event_id(), "session": self.session}]
 
     def _append(self, event: dict[str, Any], event_id: str | None) -> list[dict[str, Any]]:
         audio = event.get("audio")
@@ -376,23 +367,39 @@ class RealtimeSession:
                     event_id=event_id,
                 )
             ]
+        return self.feed_audio(pcm)
+
+    def feed_audio(self, pcm: bytes) -> list[dict[str, Any]]:
+        """Audio of the session's input (PCM16, 24 kHz, mono) → the server events it causes."""
         self.prepare()
         if self._vad is None:
-            self._manual_audio.append(pcm)
-            self._uncommitted_ms += len(pcm) // BYTES_PER_MS
-            return []
+            return self._open_turn_feed(pcm)
         return self._vad_feed(pcm)
+
+    def _open_turn_feed(self, pcm: bytes) -> list[dict[str, Any]]:
+        """Without turn detection: the audio joins the open turn (opened by its first audio), which the
+        client commits; its words stream as deltas meanwhile, as in a spoken turn with VAD."""
+        assert self._recognizer is not None
+        if self._item is None:
+            self._item, self._emitted, self._turn_bytes, self._partial_at_ms = wire.item_id(), "", 0, 0
+        self._turn_bytes += len(pcm)
+        self._turn_ms = self._uncommitted_ms = self._turn_bytes // BYTES_PER_MS
+        self._recognizer.accept(pcm)
+        if self._turn_ms - self._partial_at_ms < PARTIAL_EVERY_MS:
+            return []
+        self._partial_at_ms = self._turn_ms
+        return self._deltas(self._item, self._recognizer.partial())
 
     def _vad_feed(self, pcm: bytes) -> list[dict[str, Any]]:
         assert self._vad is not None and self._recognizer is not None
         events: list[dict[str, Any]] = []
         for vad_event, audio in self._vad.feed(pcm):
             if vad_event is not None and vad_event.kind == "start":
-                self._item, self._emitted, self._turn_ms, self._partial_at_ms = _id("item_"), "", 0, 0
+                self._item, self._emitted, self._turn_ms, self._partial_at_ms = wire.item_id(), "", 0, 0
                 events.append(
                     {
                         "type": "input_audio_buffer.speech_started",
-                        "event_id": _id("event_"),
+                        "event_id": wire.event_id(),
                         "audio_start_ms": vad_event.at_ms,
                         "item_id": self._item,
                     }
@@ -403,7 +410,7 @@ class RealtimeSession:
                 events.append(
                     {
                         "type": "input_audio_buffer.speech_stopped",
-                        "event_id": _id("event_"),
+                        "event_id": wire.event_id(),
                         "audio_end_ms": vad_event.at_ms,
                         "item_id": item,
                     }
@@ -430,7 +437,7 @@ class RealtimeSession:
         return [
             {
                 "type": "conversation.item.input_audio_transcription.delta",
-                "event_id": _id("event_"),
+                "event_id": wire.event_id(),
                 "item_id": item,
                 "content_index": 0,
                 "delta": delta,
@@ -442,7 +449,7 @@ class RealtimeSession:
         events: list[dict[str, Any]] = [
             {
                 "type": "input_audio_buffer.committed",
-                "event_id": _id("event_"),
+                "event_id": wire.event_id(),
                 "item_id": item,
                 "previous_item_id": previous,
             }
@@ -451,14 +458,14 @@ class RealtimeSession:
         events.append(
             {
                 "type": "conversation.item.input_audio_transcription.completed",
-                "event_id": _id("event_"),
+                "event_id": wire.event_id(),
                 "item_id": item,
                 "content_index": 0,
                 "transcript": transcript,
                 "usage": {"type": "duration", "seconds": round(self._turn_ms / 1000, 3)},
             }
         )
-        self._item, self._emitted, self._turn_ms = None, "", 0
+        self._item, self._emitted, self._turn_ms, self._turn_bytes = None, "", 0, 0
         return events
 
     def _commit(self, event_id: str | None) -> list[dict[str, Any]]:
@@ -470,7 +477,7 @@ class RealtimeSession:
             self._vad.reset()
             self._uncommitted_ms = 0
             return self._finish_turn(item, self._recognizer.finish())
-        if self._uncommitted_ms < MIN_COMMIT_MS:
+        if self._uncommitted_ms < MIN_COMMIT_MS or self._item is None or self._recognizer is None:
             return [
                 error_event(
                     "Error committing input audio buffer: buffer too small. Expected at least "
@@ -479,15 +486,8 @@ class RealtimeSession:
                     event_id=event_id,
                 )
             ]
-        item = _id("item_")
-        self._turn_ms, self._uncommitted_ms = self._uncommitted_ms, 0
-        transcript = ""
-        if self._manual_audio and self._recognizer is not None:
-            self._emitted = ""
-            self._recognizer.accept(b"".join(self._manual_audio))
-            transcript = self._recognizer.finish()
-        self._manual_audio = []
-        return self._finish_turn(item, transcript)
+        self._uncommitted_ms = 0
+        return self._finish_turn(self._item, self._recognizer.finish())
 
     def _clear(self) -> list[dict[str, Any]]:
         if self._recognizer is not None and self._item is not None:
@@ -495,57 +495,109 @@ class RealtimeSession:
         if self._vad is not None:
             self._vad.reset()
         self._item, self._emitted, self._turn_ms, self._uncommitted_ms = None, "", 0, 0
-        self._manual_audio = []
-        return [{"type": "input_audio_buffer.cleared", "event_id": _id("event_")}]
+        self._turn_bytes = 0
+        return [{"type": "input_audio_buffer.cleared", "event_id": wire.event_id()}]
 
 
 # ------------------------------------------------------------------------------------------ the socket
 
 
-@dataclass
-class RealtimeConnection:
-    """One realtime connection the stand-in accepted, as recorded for tests.
-
-    ``received`` holds the client events (an append's audio replaced by its size in ``audio_bytes``),
-    ``sent`` the server events; ``closed`` is set once the connection is over, ``close_code`` then holds
-    the WebSocket close code (None when the connection was dropped).
-    """
-
-    path: str
-    credential: str  # "ephemeral_key" or "api_key"
-    subprotocol: str | None
-    session: dict[str, Any]
-    received: list[dict[str, Any]] = field(default_factory=list)
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    close_code: int | None = None
-    closed: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    def sent_types(self) -> list[str]:
-        return [event["type"] for event in self.sent]
-
-    def wait_closed(self, timeout: float = 10) -> bool:
-        return self.closed.wait(timeout)
+def _model(audio_input: dict[str, Any]) -> Any:
+    transcription = audio_input.get("transcription")
+    return transcription.get("model") if isinstance(transcription, dict) else None
 
 
-def _presented_key(request: web.Request, offered: list[str]) -> tuple[str | None, str]:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip(), "header"
-    for protocol in offered:
-        if protocol.startswith(KEY_SUBPROTOCOL):
-            return protocol[len(KEY_SUBPROTOCOL) :], "subprotocol"
-    return None, ""
+def new_session(state: StandInState, session: dict[str, Any] | None) -> RealtimeSession:
+    """A realtime session on the stand-in's speech engine (``session`` None: an API-key connection's)."""
+    return RealtimeSession(session, engine=state.speech_engine, speech_problem=state.speech_problem)
 
 
-async def serve_realtime(standin: OpenAIStandIn, request: web.Request) -> web.StreamResponse:
-    """The upgrade checks, then the session's event loop until either side closes."""
+def claim_ephemeral_key(state: StandInState, key: str) -> dict[str, Any] | web.Response:
+    """The session an ephemeral key was minted with (the key is used from then on), or the refusal to answer:
+    401 for an unknown, forged or expired key, 403 for one that has already opened a session."""
+    verdict, session = state.keys.claim(key)
+    if verdict == "ok" and session is not None:
+        return session
+    if verdict == "expired":
+        return error_response(
+            401, "The ephemeral key has expired: ask your server for a new session.", "ephemeral_key_expired"
+        )
+    if verdict == "used":
+        return error_response(
+            403,
+            "This ephemeral key has already opened a session: ask your server for a new one.",
+            "ephemeral_key_used",
+        )
+    return error_response(401, "Incorrect API key provided.", "invalid_api_key")
+
+
+class EventSender:
+    """Sends one connection's server events and records them, applying the connection's socket behaviour:
+    ``SlowEvents`` holds each event, ``DropSocket`` cuts the connection (``drop``) after that many."""
+
+    def __init__(
+        self,
+        record: RealtimeConnection,
+        behaviour: Behaviour | None,
+        release: asyncio.Event,
+        *,
+        transmit: Callable[[str], Awaitable[None]],
+        drop: Callable[[], None],
+        is_closed: Callable[[], bool],
+    ) -> None:
+        self._record = record
+        self._behaviour = behaviour
+        self._release = release
+        self._transmit = transmit
+        self._drop = drop
+        self._is_closed = is_closed
+        self.dropped = False
+
+    def drop_now(self) -> None:
+        self.dropped = True
+        self._drop()
+
+    def drop_before_any_event(self) -> None:
+        """``DropSocket(after_events=0)``: cut the connection before it says anything."""
+        if isinstance(self._behaviour, DropSocket) and self._behaviour.after_events <= 0:
+            self.drop_now()
+
+    async def send(self, event: dict[str, Any]) -> None:
+        if isinstance(self._behaviour, SlowEvents):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._release.wait(), max(0.0, self._behaviour.seconds))
+        if self.dropped or self._is_closed():
+            return
+        await self._transmit(json.dumps(event))
+        self._record.sent.append(event)
+        if isinstance(self._behaviour, DropSocket) and len(self._record.sent) >= self._behaviour.after_events:
+            self.drop_now()
+
+    async def send_all(self, events: Iterable[dict[str, Any]]) -> None:
+        for event in events:
+            if self.dropped:
+                return
+            await self.send(event)
+
+
+# ------------------------------------------------------------------------------------- the WebSocket
+
+
+def _offered_subprotocols(request: web.Request) -> list[str]:
+    return [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+
+
+def _upgrade_refusal(
+    request: web.Request, offered: list[str], ws: web.WebSocketResponse
+) -> web.Response | None:
+    """Why this request cannot become a realtime WebSocket (an HTTP answer), or None."""
     if request.method != "GET":
-        response = _error_body(
+        response = error_response(
             405, f"Method {request.method} is not allowed on {request.path}.", "method_not_allowed"
         )
         response.headers["Allow"] = "GET"
         return response
-    not_websocket = _error_body(
+    not_websocket = error_response(
         426,
         "The realtime endpoint speaks WebSocket: open it with a WebSocket client "
         "(GET with Upgrade: websocket).",
@@ -554,90 +606,108 @@ async def serve_realtime(standin: OpenAIStandIn, request: web.Request) -> web.St
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return not_websocket
     # Checked before aiohttp sees them: it logs offered subprotocols it cannot match, the key's included.
-    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     if offered and SUBPROTOCOL not in offered:
-        return _error_body(
+        return error_response(
             400, "Offer the 'realtime' subprotocol beside the key's subprotocol.", "invalid_subprotocol"
         )
-    ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=MAX_MESSAGE, autoping=True)
     if not ws.can_prepare(request).ok:
         return not_websocket
-    key, _ = _presented_key(request, offered)
+    return None
+
+
+def _presented_key(request: web.Request, offered: list[str]) -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    for protocol in offered:
+        if protocol.startswith(KEY_SUBPROTOCOL):
+            return protocol[len(KEY_SUBPROTOCOL) :]
+    return None
+
+
+def _admit(
+    state: StandInState, request: web.Request, offered: list[str]
+) -> tuple[str, dict[str, Any] | None] | web.Response:
+    """(the credential, the session: None for the API key's) for the key the upgrade presents, or the
+    refusal."""
+    key = _presented_key(request, offered)
     if not key:
-        return _error_body(
+        return error_response(
             401,
             "You didn't provide an API key. Give it as 'Authorization: Bearer ek_…' or, in a browser, as the "
             "subprotocol 'openai-insecure-api-key.ek_…' beside 'realtime'.",
             None,
         )
-    session: dict[str, Any] | None
-    if standin.is_api_key(key):
+    if state.is_api_key(key):
         if request.query.get("intent") != "transcription":
-            return _error_body(
+            return error_response(
                 400,
                 "This stand-in serves transcription sessions only: connect with ?intent=transcription.",
                 "invalid_value",
-                "intent",
+                param="intent",
             )
-        credential, session = "api_key", None
-    else:
-        verdict, session = standin.claim_key(key)
-        if verdict == "unknown":
-            return _error_body(401, "Incorrect API key provided.", "invalid_api_key")
-        if verdict == "expired":
-            return _error_body(
-                401,
-                "The ephemeral key has expired: ask your server for a new session.",
-                "ephemeral_key_expired",
-            )
-        if verdict == "used":
-            return _error_body(
-                403,
-                "This ephemeral key has already opened a session: ask your server for a new one.",
-                "ephemeral_key_used",
-            )
-        credential = "ephemeral_key"
+        return "api_key", None
+    claimed = claim_ephemeral_key(state, key)
+    if isinstance(claimed, web.Response):
+        return claimed
+    return "ephemeral_key", claimed
 
-    behaviour, release = standin._take_socket_behaviour()
-    state = standin._new_session(session)
+
+async def serve_realtime(state: StandInState, request: web.Request) -> web.StreamResponse:
+    """The upgrade's checks, then the session's events until either side closes."""
+    offered = _offered_subprotocols(request)
+    ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=MAX_MESSAGE, autoping=True)
+    refusal = _upgrade_refusal(request, offered, ws)
+    if refusal is not None:
+        return refusal
+    admitted = _admit(state, request, offered)
+    if isinstance(admitted, web.Response):
+        return admitted
+    credential, session = admitted
+    behaviour, release = state.behaviours.take(socket=True)
+    realtime = new_session(state, session)
     record = RealtimeConnection(
         path=request.path,
         credential=credential,
         subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None,
-        session=json.loads(json.dumps(state.session)),
+        session=json.loads(json.dumps(realtime.session)),
     )
     await ws.prepare(request)
-    untrack = standin._track_socket(ws, record)
-    loop = asyncio.get_running_loop()
-    dropped = False
-
-    async def send(event: dict[str, Any]) -> None:
-        nonlocal dropped
-        if isinstance(behaviour, SlowEvents):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(release.wait(), max(0.0, behaviour.seconds))
-        if dropped or ws.closed:
-            return
-        await ws.send_str(json.dumps(event))
-        record.sent.append(event)
-        if isinstance(behaviour, DropSocket) and len(record.sent) >= behaviour.after_events:
-            dropped = True
-            abort_connection(request)
-
+    sender = EventSender(
+        record,
+        behaviour,
+        release,
+        transmit=ws.send_str,
+        drop=lambda: abort_connection(request),
+        is_closed=lambda: ws.closed,
+    )
+    closed = state.connections.opened(record, lambda: ws.close(code=1001, message=b"server stopped"))
     try:
-        if isinstance(behaviour, DropSocket) and behaviour.after_events <= 0:
-            dropped = True
-            abort_connection(request)
-        for event in state.opening_events():
-            await send(event)
-        if state._engine is not None and not dropped:
-            await loop.run_in_executor(None, state.prepare)
+        await _converse(ws, realtime, record, sender)
+    finally:
+        closed()
+        await asyncio.get_running_loop().run_in_executor(None, realtime.close)
+        record.close_code = None if sender.dropped else ws.close_code
+        record.closed.set()
+    return ws
+
+
+async def _converse(
+    ws: web.WebSocketResponse, realtime: RealtimeSession, record: RealtimeConnection, sender: EventSender
+) -> None:
+    """The session's opening events, then each client message's events, until either side closes."""
+    loop = asyncio.get_running_loop()
+    try:
+        sender.drop_before_any_event()
+        await sender.send_all(realtime.opening_events())
+        if realtime.has_engine and not sender.dropped:
+            await loop.run_in_executor(None, realtime.prepare)
         async for message in ws:
-            if dropped:
+            if sender.dropped:
                 break
             if message.type == WSMsgType.TEXT:
-                record.received.append(_recorded(message.data))
-                events = await loop.run_in_executor(None, state.handle, message.data)
+                record.received.append(recorded_event(message.data))
+                events = await loop.run_in_executor(None, realtime.handle, message.data)
             elif message.type == WSMsgType.BINARY:
                 events = [
                     error_event(
@@ -647,21 +717,13 @@ async def serve_realtime(standin: OpenAIStandIn, request: web.Request) -> web.St
                 ]
             else:
                 break
-            for event in events:
-                await send(event)
-                if dropped:
-                    break
+            await sender.send_all(events)
     except ConnectionError:
-        dropped = True
-    finally:
-        untrack()
-        await loop.run_in_executor(None, state.close)
-        record.close_code = None if dropped else ws.close_code
-        record.closed.set()
-    return ws
+        sender.dropped = True
 
 
-def _recorded(raw: str) -> dict[str, Any]:
+def recorded_event(raw: str) -> dict[str, Any]:
+    """A client event as recorded for tests: an append's audio replaced by its size (``audio_bytes``)."""
     try:
         event = json.loads(raw)
     except ValueError:

@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
+import ipaddress
 import json
 import logging
 import secrets
-import string
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -35,7 +32,6 @@ from aiohttp import web
 
 from . import validation
 from .behaviours import (
-    BEHAVIOUR_TYPES,
     SOCKET_BEHAVIOUR_TYPES,
     Behaviour,
     Delay,
@@ -46,14 +42,10 @@ from .behaviours import (
     RateLimit,
     Reset,
 )
-from .realtime import (
-    RealtimeConnection,
-    RealtimeSession,
-    abort_connection,
-    ga_session_from_beta,
-    serve_realtime,
-)
+from .realtime import ga_session_from_beta, serve_realtime
 from .speech import SpeechEngine, engine_for
+from .state import RealtimeConnection, StandInState
+from .wire import CORS_HEADERS, abort_connection, error_response, json_response, session_id
 
 __all__ = ["DEFAULT_API_KEY", "OpenAIStandIn", "RealtimeConnection", "RecordedRequest"]
 
@@ -66,14 +58,12 @@ ROUTES: dict[str, str] = {
 }
 # The realtime WebSocket, below each BASE_URL (`connect.websocket_url` is "{BASE_URL}/realtime?…").
 REALTIME_PATHS = frozenset({"/v1/realtime", "/openai/v1/realtime"})
+# WebRTC calls (`connect.webrtc_url` is "{BASE_URL}/realtime/calls").
+WEBRTC_PATHS = frozenset({"/v1/realtime/calls", "/openai/v1/realtime/calls"})
+WEBRTC_EXTRA = "django-rt-sessions[standin-webrtc]"
 
 DEFAULT_FORMAT = {"type": "audio/pcm", "rate": 24000}
-DEFAULT_TURN_DETECTION = {
-    "type": "server_vad",
-    "threshold": 0.5,
-    "prefix_padding_ms": 300,
-    "silence_duration_ms": 500,
-}
+DEFAULT_TURN_DETECTION = validation.DEFAULT_TURN_DETECTION
 GA_DEFAULT_TTL = 600
 BETA_TTL = 60
 MAX_BODY = 1024 * 1024
@@ -84,7 +74,6 @@ BETA_DISABLED_MESSAGE = (
     'session.type="transcription".'
 )
 
-_ALNUM = string.ascii_letters + string.digits
 _AUTO = "auto"
 logger = logging.getLogger("django_rt_sessions.testing")
 
@@ -93,7 +82,8 @@ logger = logging.getLogger("django_rt_sessions.testing")
 class RecordedRequest:
     """One request as the stand-in received it (header names lower-cased).
 
-    ``shape`` is "openai", "openai-beta", "azure", "realtime" (the WebSocket's upgrade request) or "unknown".
+    ``shape`` is "openai", "openai-beta", "azure", "realtime" (the WebSocket's upgrade request), "webrtc" (a
+    WebRTC call's SDP offer, or its CORS preflight) or "unknown".
     """
 
     method: str
@@ -105,35 +95,8 @@ class RecordedRequest:
     shape: str
 
 
-@dataclass
-class _IssuedKey:
-    session: dict[str, Any]  # the GA transcription session the key was minted with (beta bodies converted)
-    expires_at: int
-    used: bool = False
-
-
 class _Released(Exception):
     """A hanging request's wait is over: drop its connection."""
-
-
-def _json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> web.Response:
-    response = web.Response(
-        body=json.dumps(payload).encode(), status=status, headers={"Content-Type": "application/json"}
-    )
-    for name, value in headers:
-        response.headers[name] = value
-    return response
-
-
-def _error(
-    status: int,
-    message: str,
-    code: str | None,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-) -> web.Response:
-    return _json_response(status, {"error": {"message": message, "type": type, "param": param, "code": code}})
 
 
 class OpenAIStandIn:
@@ -158,28 +121,44 @@ class OpenAIStandIn:
     ) -> None:
         self.host = host
         self.port = port
-        self.api_key = api_key
         self.beta_disabled = beta_disabled
         self._initial_beta_disabled = beta_disabled
         self._log_requests = log_requests
+        self._requests_lock = threading.Lock()
         self.requests: list[RecordedRequest] = []
-        self.issued: list[str] = []
-        self.realtime: list[RealtimeConnection] = []
-        self._keys: dict[str, _IssuedKey] = {}
-        self._lock = threading.Lock()
-        self._queue: deque[Behaviour] = deque()
-        self._socket_queue: deque[Behaviour] = deque()
-        self._always: Behaviour | None = None
-        self._always_socket: Behaviour | None = None
-        # Hanging/delayed requests wait on the event current at their arrival; reset()/stop() set it.
-        self._release = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
-        self._sockets: set[web.WebSocketResponse] = set()
-        self.speech_engine: SpeechEngine | None
-        self.speech_problem: str | None
-        self.speech_engine, self.speech_problem = engine_for(speech)
+        engine, problem = engine_for(speech)
+        self.state = StandInState(api_key=api_key, speech_engine=engine, speech_problem=problem)
+
+    @property
+    def api_key(self) -> str:
+        """The one API key the stand-in accepts."""
+        return self.state.api_key
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self.state.api_key = value
+
+    @property
+    def speech_engine(self) -> SpeechEngine | None:
+        """The engine that transcribes realtime audio, or None (``speech_problem`` says why)."""
+        return self.state.speech_engine
+
+    @property
+    def speech_problem(self) -> str | None:
+        return self.state.speech_problem
+
+    @property
+    def issued(self) -> list[str]:
+        """The ephemeral keys handed out, in order."""
+        return self.state.keys.issued
+
+    @property
+    def realtime(self) -> list[RealtimeConnection]:
+        """The realtime connections accepted (WebSocket and WebRTC calls), in order."""
+        return self.state.connections.records
 
     # ----------------------------------------------------------------------------------------- lifecycle
 
@@ -190,9 +169,7 @@ class OpenAIStandIn:
         # Build both validators now: a broken schema fails here, and the first request is not slow.
         validation.schema_validator(validation.GA_REQUEST)
         validation.schema_validator(validation.BETA_REQUEST)
-        with self._lock:
-            if self._release.is_set():
-                self._release = asyncio.Event()
+        self.state.behaviours.fresh_release()
         loop = asyncio.new_event_loop()
         started: dict[str, Any] = {}
         ready = threading.Event()
@@ -247,9 +224,7 @@ class OpenAIStandIn:
         self._set_release()
 
         async def shutdown() -> None:
-            for ws in list(self._sockets):
-                with contextlib.suppress(Exception):
-                    await ws.close(code=1001, message=b"server stopped")
+            await self.state.connections.close_all()
             await runner.cleanup()
 
         with contextlib.suppress(Exception):
@@ -289,6 +264,11 @@ class OpenAIStandIn:
         return f"{self.url}/openai/v1"
 
     @property
+    def webrtc_url(self) -> str:
+        """The WebRTC endpoint (SDP offer in, answer out), as the app's ``connect.webrtc_url`` names it."""
+        return self.base_url + "/realtime/calls"
+
+    @property
     def realtime_url(self) -> str:
         """The realtime WebSocket, as the app's ``connect.websocket_url`` names it."""
         return "ws" + self.base_url[len("http") :] + "/realtime?intent=transcription"
@@ -297,63 +277,28 @@ class OpenAIStandIn:
 
     def reset(self) -> None:
         """Forget requests, keys, connections, behaviours; restore beta_disabled; release waiting requests."""
-        with self._lock:
+        with self._requests_lock:
             self.requests.clear()
-            self.issued.clear()
-            self.realtime.clear()
-            self._keys.clear()
-            self._queue.clear()
-            self._socket_queue.clear()
-            self._always = self._always_socket = None
-            self.beta_disabled = self._initial_beta_disabled
+        self.state.keys.clear()
+        self.state.connections.clear()
+        self.state.behaviours.clear()
+        self.beta_disabled = self._initial_beta_disabled
         self._set_release()
 
     def _set_release(self) -> None:
-        with self._lock:
-            released, self._release = self._release, asyncio.Event()
-        loop = self._loop
-        if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(released.set)
-        else:
-            released.set()
+        self.state.behaviours.release(self._loop)
 
     def enqueue(self, *behaviours: Behaviour) -> None:
         """Each following request (socket behaviours: realtime connection) consumes one, in order."""
-        for behaviour in behaviours:
-            _check_behaviour(behaviour)
-        with self._lock:
-            for behaviour in behaviours:
-                self._queue_for(behaviour).append(behaviour)
+        self.state.behaviours.enqueue(*behaviours)
 
     def always(self, behaviour: Behaviour | None) -> None:
         """Apply ``behaviour`` to every request or connection (after the queue) until reset(); None clears."""
-        if behaviour is not None:
-            _check_behaviour(behaviour)
-        with self._lock:
-            if behaviour is None:
-                self._always = self._always_socket = None
-            elif isinstance(behaviour, SOCKET_BEHAVIOUR_TYPES):
-                self._always_socket = behaviour
-            else:
-                self._always = behaviour
+        self.state.behaviours.always(behaviour)
 
     def expire(self, key: str | None = None) -> None:
         """Make ``key`` (default: every key issued so far) expire now, as if its time had run out."""
-        now = int(time.time())
-        with self._lock:
-            for value, issued in self._keys.items():
-                if key is None or value == key:
-                    issued.expires_at = min(issued.expires_at, now - 1)
-
-    def _queue_for(self, behaviour: Behaviour) -> deque[Behaviour]:
-        return self._socket_queue if isinstance(behaviour, SOCKET_BEHAVIOUR_TYPES) else self._queue
-
-    def _take(self, *, socket: bool = False) -> tuple[Behaviour | None, asyncio.Event]:
-        with self._lock:
-            queue = self._socket_queue if socket else self._queue
-            fallback = self._always_socket if socket else self._always
-            behaviour = queue.popleft() if queue else fallback
-            return behaviour, self._release
+        self.state.keys.expire(key)
 
     # -------------------------------------------------------------------------------------------- HTTP
 
@@ -361,20 +306,25 @@ class OpenAIStandIn:
         response = await self._respond(request)
         if not response.prepared:
             response.headers["x-request-id"] = f"req_{secrets.token_hex(16)}"
+            if (
+                request.path in WEBRTC_PATHS
+            ):  # a misbehaviour's answer too: the browser must be able to read it
+                for name, value in CORS_HEADERS.items():
+                    response.headers.setdefault(name, value)
         return response
 
     async def _respond(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, "The request body is too large.", "request_too_large")
+            return error_response(413, "The request body is too large.", "request_too_large")
         try:
             parsed: Any = json.loads(body)
         except ValueError:
             parsed = None
         path = request.path
-        shape = ROUTES.get(path) or ("realtime" if path in REALTIME_PATHS else "unknown")
-        with self._lock:
+        shape = ROUTES.get(path) or _SHAPES_BELOW_BASE_URL.get(path, "unknown")
+        with self._requests_lock:
             self.requests.append(
                 RecordedRequest(
                     method=request.method,
@@ -386,7 +336,10 @@ class OpenAIStandIn:
                 )
             )
 
-        behaviour, release = self._take()
+        if shape == "webrtc" and request.method == "OPTIONS":
+            # A browser's CORS preflight: it takes no behaviour, which is meant for the call itself.
+            return await self._serve_call(request)
+        behaviour, release = self.state.behaviours.take()
         expired = isinstance(behaviour, Expired)
         if behaviour is not None and not expired:
             try:
@@ -398,19 +351,23 @@ class OpenAIStandIn:
                 return response
 
         if shape == "realtime":
-            return await serve_realtime(self, request)
+            return await serve_realtime(self.state, request)
+        if shape == "webrtc":
+            return await self._serve_call(request)
         if shape == "unknown":
-            return _error(404, f"Invalid URL ({request.method} {path})", "unknown_url")
+            return error_response(404, f"Invalid URL ({request.method} {path})", "unknown_url")
         if request.method != "POST":
-            response = _error(405, f"Method {request.method} is not allowed on {path}.", "method_not_allowed")
+            response = error_response(
+                405, f"Method {request.method} is not allowed on {path}.", "method_not_allowed"
+            )
             response.headers["Allow"] = "POST"
             return response
         if shape == "openai-beta" and self.beta_disabled:
-            return _error(400, BETA_DISABLED_MESSAGE, "beta_api_shape_disabled")
+            return error_response(400, BETA_DISABLED_MESSAGE, "beta_api_shape_disabled")
         if not self._authorised(request, shape):
-            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+            return error_response(401, "Incorrect API key provided.", "invalid_api_key")
         if not isinstance(parsed, dict):
-            return _error(
+            return error_response(
                 400,
                 "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
                 "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent "
@@ -419,12 +376,19 @@ class OpenAIStandIn:
             )
         problem = validation.validate_request(shape, parsed)
         if problem is not None:
-            return _error(400, problem.message, problem.code, param=problem.param)
+            return error_response(400, problem.message, problem.code, param=problem.param)
         if shape == "openai-beta":
             payload = self._beta_success(parsed, expired=expired)
         else:
             payload = self._ga_success(parsed, expired=expired)
-        return _json_response(200, payload)
+        return json_response(200, payload)
+
+    async def _serve_call(self, request: web.Request) -> web.StreamResponse:
+        try:
+            from . import webrtc
+        except ImportError as exc:
+            return error_response(501, _webrtc_problem(exc), "webrtc_unavailable")
+        return await webrtc.serve_call(self.state, request, _ice_address(self.host))
 
     async def _misbehave(self, behaviour: Behaviour, release: asyncio.Event) -> web.Response | None:
         """Apply a behaviour: a response to send instead, or None to carry on normally."""
@@ -432,12 +396,14 @@ class OpenAIStandIn:
             await _wait(release, behaviour.seconds)
             return None
         if isinstance(behaviour, Error):
-            response = _error(behaviour.status, behaviour.message, behaviour.code, type=behaviour.type)
+            response = error_response(
+                behaviour.status, behaviour.message, behaviour.code, type=behaviour.type
+            )
             for name, value in (behaviour.headers or {}).items():
                 response.headers[name] = value
             return response
         if isinstance(behaviour, RateLimit):
-            response = _error(
+            response = error_response(
                 429,
                 "Rate limit reached for requests. Please try again later.",
                 "rate_limit_exceeded",
@@ -469,33 +435,17 @@ class OpenAIStandIn:
         return self.is_api_key(presented.strip())
 
     def is_api_key(self, presented: str) -> bool:
-        return hmac.compare_digest(presented.encode(), self.api_key.encode())
-
-    def _new_secret(self, session: dict[str, Any], expires_at: int) -> str:
-        value = f"ek_{secrets.token_hex(16)}"
-        with self._lock:
-            self.issued.append(value)
-            self._keys[value] = _IssuedKey(session=session, expires_at=expires_at)
-        return value
+        return self.state.is_api_key(presented)
 
     def claim_key(self, presented: str) -> tuple[str, dict[str, Any] | None]:
-        """Check an ephemeral key at the realtime upgrade: ("ok", its session) or (a refusal reason, None).
+        """Check an ephemeral key as a realtime connection does: ("ok", its session) or (a refusal, None).
 
         A key opens one realtime session: it is "used" from then on.
         """
-        with self._lock:
-            issued = None
-            for value, candidate in self._keys.items():
-                if hmac.compare_digest(presented.encode(), value.encode()):
-                    issued = candidate
-            if issued is None:
-                return "unknown", None
-            if issued.expires_at <= time.time():
-                return "expired", None
-            if issued.used:
-                return "used", None
-            issued.used = True
-            return "ok", json.loads(json.dumps(issued.session))
+        return self.state.keys.claim(presented)
+
+    def _new_secret(self, session: dict[str, Any], expires_at: int) -> str:
+        return self.state.keys.issue(f"ek_{secrets.token_hex(16)}", session, expires_at)
 
     def _ga_success(self, body: dict[str, Any], *, expired: bool = False) -> dict[str, Any]:
         now = int(time.time())
@@ -506,7 +456,7 @@ class OpenAIStandIn:
         answered = {
             "type": "transcription",
             "object": "realtime.transcription_session",
-            "id": _session_id(),
+            "id": session_id(),
             "expires_at": expires_at,
             "include": session.get("include"),
             "audio": {
@@ -514,7 +464,10 @@ class OpenAIStandIn:
                     "format": audio_input.get("format", dict(DEFAULT_FORMAT)),
                     "transcription": audio_input.get("transcription"),
                     "noise_reduction": audio_input.get("noise_reduction"),
-                    "turn_detection": audio_input.get("turn_detection", dict(DEFAULT_TURN_DETECTION)),
+                    "turn_detection": audio_input.get(
+                        "turn_detection",
+                        validation.default_turn_detection(_model(audio_input.get("transcription"))),
+                    ),
                 }
             },
         }
@@ -528,37 +481,21 @@ class OpenAIStandIn:
         now = int(time.time())
         expires_at = now - 1 if expired else now + BETA_TTL
         answered = {
-            "id": _session_id(),
+            "id": session_id(),
             "object": "realtime.transcription_session",
             "expires_at": expires_at,
             "modalities": ["text"],
             "input_audio_format": body.get("input_audio_format", "pcm16"),
             "input_audio_transcription": body.get("input_audio_transcription"),
-            "turn_detection": body.get("turn_detection", dict(DEFAULT_TURN_DETECTION)),
+            "turn_detection": body.get(
+                "turn_detection",
+                validation.default_turn_detection(_model(body.get("input_audio_transcription"))),
+            ),
             "input_audio_noise_reduction": body.get("input_audio_noise_reduction"),
             "include": body.get("include"),
         }
         secret = self._new_secret(ga_session_from_beta(answered), expires_at)
         return {**answered, "client_secret": {"value": secret, "expires_at": expires_at}}
-
-    # ---------------------------------------------------------------------------------------- realtime
-
-    def _track_socket(self, ws: web.WebSocketResponse, connection: RealtimeConnection) -> Callable[[], None]:
-        with self._lock:
-            self._sockets.add(ws)
-            self.realtime.append(connection)
-
-        def untrack() -> None:
-            with self._lock:
-                self._sockets.discard(ws)
-
-        return untrack
-
-    def _take_socket_behaviour(self) -> tuple[Behaviour | None, asyncio.Event]:
-        return self._take(socket=True)
-
-    def _new_session(self, session: dict[str, Any] | None) -> RealtimeSession:
-        return RealtimeSession(session, engine=self.speech_engine, speech_problem=self.speech_problem)
 
 
 async def _wait(release: asyncio.Event, seconds: float) -> None:
@@ -566,10 +503,37 @@ async def _wait(release: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(release.wait(), max(0.0, seconds))
 
 
-def _session_id() -> str:
-    return "sess_" + "".join(secrets.choice(_ALNUM) for _ in range(24))
+_SHAPES_BELOW_BASE_URL = {
+    **dict.fromkeys(REALTIME_PATHS, "realtime"),
+    **dict.fromkeys(WEBRTC_PATHS, "webrtc"),
+}
 
 
-def _check_behaviour(behaviour: Any) -> None:
-    if not isinstance(behaviour, BEHAVIOUR_TYPES):
-        raise TypeError(f"not a stand-in behaviour: {behaviour!r}")
+def webrtc_unavailable() -> str | None:
+    """Why the stand-in cannot answer WebRTC calls here (its extra is not installed), or None."""
+    try:
+        from . import webrtc  # noqa: F401 - imported to know
+    except ImportError as exc:
+        return _webrtc_problem(exc)
+    return None
+
+
+def _webrtc_problem(exc: ImportError) -> str:
+    return (
+        f'The stand-in\'s WebRTC endpoint needs aiortc (missing: {exc.name}): pip install "{WEBRTC_EXTRA}". '
+        "Its realtime WebSocket works without it."
+    )
+
+
+def _ice_address(host: str) -> str:
+    """Where WebRTC peers gather their candidates: the stand-in's own address, or loopback when it listens
+    on every address (or on a name)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    return "127.0.0.1" if address.is_unspecified else str(address)
+
+
+def _model(transcription: Any) -> Any:
+    return transcription.get("model") if isinstance(transcription, dict) else None

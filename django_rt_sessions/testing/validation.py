@@ -26,11 +26,15 @@ from referencing.jsonschema import DRAFT202012
 
 __all__ = [
     "BETA_REQUEST",
+    "DEFAULT_TURN_DETECTION",
     "GA_REQUEST",
+    "NO_TURN_DETECTION_MODELS",
     "SCHEMA_PATH",
     "Problem",
+    "default_turn_detection",
     "load_document",
     "schema_validator",
+    "turn_detection_problem",
     "validate_request",
 ]
 
@@ -45,7 +49,18 @@ _GA_TRANSCRIPTION = "RealtimeTranscriptionSessionCreateRequestGA"
 # 3.57.0 types/realtime/audio_transcription.py). Written here on their own, not imported from the app's
 # description of the fields: the stand-in is the app's test oracle, so it must not share the app's mistakes.
 _NO_PROMPT_MODELS = frozenset({"gpt-4o-transcribe-diarize", "gpt-realtime-whisper"})
-_NO_TURN_DETECTION_MODELS = frozenset({"gpt-realtime-whisper"})
+# OpenAI's realtime VAD guide (updated after openai-python 3.57.0): "gpt-live-transcribe and
+# gpt-realtime-whisper require turn detection to be omitted or set to null. Send input_audio_buffer.commit to
+# finish each audio turn with these models." The one list of such models in the stand-in: the token
+# endpoints, the defaults they fill in and session.update all read it.
+NO_TURN_DETECTION_MODELS = frozenset({"gpt-live-transcribe", "gpt-realtime-whisper"})
+# What a session gets when its request says nothing about turn detection, on the other models.
+DEFAULT_TURN_DETECTION: dict[str, Any] = {
+    "type": "server_vad",
+    "threshold": 0.5,
+    "prefix_padding_ms": 300,
+    "silence_duration_ms": 500,
+}
 _KEYWORD_AND_LANGUAGES_MODELS = frozenset({"gpt-transcribe", "gpt-live-transcribe"})
 _DELAY_MODELS = frozenset({"gpt-realtime-whisper", "gpt-live-transcribe"})
 _KNOWN_MODELS = frozenset(
@@ -268,19 +283,28 @@ def _model_rules(
             f"{transcription_param}.prompt",
             INVALID_VALUE,
         )
-    # An absent turn_detection means the server_vad default, which this model cannot use.
-    turn_key = turn_param.rsplit(".", 1)[-1]
-    if model in _NO_TURN_DETECTION_MODELS and turn_holder.get(turn_key, _ABSENT) is not None:
+    return turn_detection_problem(model, turn_holder.get(turn_param.rsplit(".", 1)[-1]), turn_param)
+
+
+def default_turn_detection(model: Any) -> dict[str, Any] | None:
+    """The turn detection a session gets when it asks for none: server VAD, or none for the models that
+    take no VAD."""
+    return None if model in NO_TURN_DETECTION_MODELS else dict(DEFAULT_TURN_DETECTION)
+
+
+def turn_detection_problem(model: Any, turn_detection: Any, param: str) -> Problem | None:
+    """Why a session cannot have ``turn_detection`` with transcription ``model`` (absent counts as None:
+    omitted means none for these models), named by ``param`` in the request's vocabulary; or None."""
+    if model in NO_TURN_DETECTION_MODELS and turn_detection is not None:
+        kind = turn_detection.get("type") if isinstance(turn_detection, dict) else turn_detection
         return Problem(
-            f"Invalid value for '{turn_param}': turn detection must be set to null for model '{model}' "
-            "(VAD is not supported).",
-            turn_param,
+            f"Invalid value for '{param}': {_show(kind)} is not supported with model '{model}'. "
+            f"{model} requires turn detection to be omitted or set to null: send "
+            "input_audio_buffer.commit to finish each audio turn.",
+            param,
             INVALID_VALUE,
         )
     return None
-
-
-_ABSENT = object()
 
 
 def _list_rules(transcription: dict[str, Any], param: str) -> Problem | None:

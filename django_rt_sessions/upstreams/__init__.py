@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from ..conf import rt_settings
-from .base import Upstream, UpstreamConfig, UpstreamFailure, UpstreamSession, redact
+from .base import Upstream, UpstreamConfig, UpstreamFailure, UpstreamSession
 from .beta import OpenAIBetaUpstream
 from .openai import AzureUpstream, OpenAIUpstream
 
@@ -69,4 +69,5 @@ def get_config() -> UpstreamConfig:
         max_retries=rt_settings.MAX_RETRIES,
         organization=rt_settings.ORGANIZATION,
         project=rt_settings.PROJECT,
+        api_key_source=rt_settings.API_KEY_SOURCE,
     )

@@ -21,22 +21,12 @@ import requests.auth
 from django.views.decorators.debug import sensitive_variables
 
 from ..errors import IssueError
-from ..session_fields import model_of, sent_tokens, transports_for
+from ..redaction import redact
+from ..sessions.catalog import transports_for
+from ..sessions.fields import model_of, sent_tokens
 from . import transport
 
 logger = logging.getLogger("django_rt_sessions.upstream")
-
-# Key-like tokens (sk-…, ek_…, sess keys) that an upstream error message may echo, even masked.
-_KEY_LIKE = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_\-*.]{4,}")
-MAX_ERROR_MESSAGE = 2000
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove secrets and anything key-shaped from text bound for logs or the audit table."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return _KEY_LIKE.sub("[redacted]", text)[:MAX_ERROR_MESSAGE]
 
 
 @dataclass(frozen=True)
@@ -48,6 +38,7 @@ class UpstreamConfig:
     max_retries: int
     organization: str | None = None
     project: str | None = None
+    api_key_source: str = "RT_SESSIONS['API_KEY']"  # where the key came from, for log messages
 
 
 @dataclass
@@ -94,7 +85,7 @@ class Upstream:
     path: ClassVar[str]
     webrtc_path: ClassVar[str] = "/realtime/calls"  # where a browser posts its SDP offer
     # What this shape cannot send: session field paths, and `path=value` for single values
-    # (see session_fields.sent_tokens). The validator refuses them at save and import while this
+    # (see sessions.fields.sent_tokens). The validator refuses them at save and import while this
     # upstream is configured; a stored preset that holds one answers 503 unsupported_by_upstream.
     cannot_send: ClassVar[frozenset[str]] = frozenset()
 
@@ -151,7 +142,7 @@ class Upstream:
     ) -> UpstreamSession:
         """POST the body upstream; return the normalised session or raise UpstreamFailure."""
         if not config.api_key:
-            logger.error("No OpenAI API key is configured: set RT_SESSIONS['API_KEY'] or OPENAI_API_KEY.")
+            logger.error("No OpenAI API key is configured: set %s.", config.api_key_source)
             raise UpstreamFailure(
                 "upstream_unavailable", error_code="no_api_key", error_message="No API key configured."
             )
@@ -260,10 +251,11 @@ class Upstream:
             )
         elif response.status_code in (401, 403):
             logger.error(
-                "Upstream %s refused our credentials (%s %s): check RT_SESSIONS['API_KEY']; request id %s",
+                "Upstream %s refused our credentials (%s %s): check %s; request id %s",
                 self.name,
                 response.status_code,
                 error_code,
+                config.api_key_source,
                 request_id or "-",
             )
         else:
@@ -277,7 +269,7 @@ class Upstream:
         return UpstreamFailure(
             code,
             upstream_status=response.status_code,
-            error_code=error_code[:64],
+            error_code=error_code,
             error_message=message,
             request_id=request_id,
             elapsed_ms=elapsed_ms,

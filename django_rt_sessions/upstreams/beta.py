@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..session_fields import ga_only_tokens
+from ..sessions.fields import ga_only_tokens
 from .base import Upstream
 
 RETURNED_KEYS = (

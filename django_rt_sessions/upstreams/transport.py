@@ -11,7 +11,7 @@ session's bookkeeping). Retries are urllib3's: connection failures and 5xx answe
 never a read error or timeout (the upstream may already have created a session and we would pay twice),
 never a 4xx, never a 429.
 
-The sessions are `UpstreamSession`s: the same requests, prepared without merging each call's settings
+The sessions are `LeanSession`s: the same requests, prepared without merging each call's settings
 with the session's and the environment's, of which there are none here.
 """
 
@@ -51,7 +51,7 @@ def _os_thread_ident() -> Callable[[], int] | None:
     return _patched_get_ident[0]
 
 
-class UpstreamSession(requests.Session):
+class LeanSession(requests.Session):
     """A `requests.Session` whose calls skip `Session.request`'s merging when there is nothing to merge.
 
     `Session.request` merges every call's headers, params, auth, hooks, proxies, stream, verify and
@@ -134,7 +134,7 @@ def _build_session(max_retries: int, pool_size: int = THREAD_POOL_SIZE) -> reque
         respect_retry_after_header=False,
         raise_on_status=False,  # hand back the last 5xx so it can be mapped and audited
     )
-    session = UpstreamSession()
+    session = LeanSession()
     # Not per request: requests would otherwise scan os.environ for proxy settings and look for ~/.netrc
     # on every call (a tenth of the request's CPU). Proxies from the environment are read once per URL.
     session.trust_env = False

@@ -23,17 +23,23 @@ LANGUAGES = [
 ]
 
 
+TRANSPORTS = ("auto", "webrtc", "websocket")
+
+
 @login_required
 @ensure_csrf_cookie
 def home(request: HttpRequest) -> HttpResponse:
-    # The stand-in serves the realtime WebSocket only (it has no WebRTC endpoint); OpenAI serves both, and the
-    # browser client then takes the first the session's model supports.
+    # With the local stand-in the page uses its realtime WebSocket, which every browser reaches; its WebRTC
+    # endpoint needs a browser that allows WebRTC on loopback (docs/testing.md), so it is chosen with
+    # ?transport=webrtc. With OpenAI the browser client takes the first transport the session's model
+    # supports.
     standin = standin_serves()
     if standin:
         warm_up_speech()
+    requested = request.GET.get("transport", "")
     context = {
         "languages": LANGUAGES,
-        "transport": "websocket" if standin else "auto",
+        "transport": requested if requested in TRANSPORTS else ("websocket" if standin else "auto"),
         "engine_note": speech_engine_note() if standin else "",
     }
     return render(request, "demo/home.html", context)

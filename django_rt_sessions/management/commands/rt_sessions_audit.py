@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from ...audit_export import csv_lines, jsonl_lines
+from ...audit.export import csv_lines, jsonl_lines
 from ...models import TokenRequest
 
 FIRST_MOMENT = dt.datetime.min.replace(tzinfo=dt.timezone.utc)

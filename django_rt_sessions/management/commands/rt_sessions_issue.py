@@ -4,10 +4,12 @@ import json
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...errors import IssueError
 from ...issuing import IssueContext, issue_session, prepare
+from ...models import TokenRequest
 
 
 class Command(BaseCommand):
@@ -29,7 +31,9 @@ class Command(BaseCommand):
         if not user.is_active:
             raise CommandError(f"The user {options['user']!r} is inactive.")
         payload = {"preset": options["preset"]} if options.get("preset") else {}
-        context = IssueContext(user=user, user_agent="manage.py rt_sessions_issue")
+        context = IssueContext(
+            user=user, user_agent="manage.py rt_sessions_issue", origin=TokenRequest.Origin.COMMAND
+        )
         try:
             if options["dry_run"]:
                 # The same planning step as the issuance: what is printed is what would be sent.
@@ -38,5 +42,7 @@ class Command(BaseCommand):
             issued = issue_session(context, payload)
         except IssueError as exc:
             raise CommandError(f"{exc.code}: {exc.detail}") from None
+        except ImproperlyConfigured as exc:  # --dry-run plans without the service's audit and answer
+            raise CommandError(f"misconfigured: {exc}") from None
         # The operator asked for the key: it goes to this terminal only, never to a log.
         self.stdout.write(json.dumps(issued.body, indent=2))

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import ngettext
 
-from ...preset_files import PresetImportError, export_presets, import_presets
+from ...presets.files import PresetImportError, export_presets, import_presets
 
 
 class Command(BaseCommand):

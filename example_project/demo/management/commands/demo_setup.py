@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from django_rt_sessions.models import SessionPreset
-from django_rt_sessions.preset_files import PresetImportError, import_presets
+from django_rt_sessions.presets.files import PresetImportError, import_presets
 
 PRESETS_FILE = Path(__file__).resolve().parents[3] / "presets.json"
 

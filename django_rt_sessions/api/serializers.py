@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..models import SessionPreset
+
+
+class PresetSerializer(serializers.ModelSerializer):
+    """A preset as the requesting user sees it (docs/http-api.md, `GET presets/`): no groups, no rate."""
+
+    class Meta:
+        model = SessionPreset
+        fields = [
+            "name",
+            "title",
+            "description",
+            "default",
+            "overridable",
+            "expires_after_seconds",
+            "session",
+        ]
+        read_only_fields = fields
