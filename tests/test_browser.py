@@ -1109,7 +1109,7 @@ def test_webrtc_transport_transcribes_the_microphone_through_the_standins_peer(
     )
 
     def heard(d: Any) -> bool:
-        return any(all(w in line.lower().split() for w in WORDS[COFFEE]) for line in completed_lines(d))
+        return any(all(w in spoken_words(line) for w in WORDS[COFFEE]) for line in completed_lines(d))
 
     try:
         WebDriverWait(driver, WAIT, poll_frequency=0.1).until(heard)
