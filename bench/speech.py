@@ -187,7 +187,11 @@ class StandIn:
             "type": "transcription",
             "audio": {
                 "input": {
-                    "transcription": {"model": "gpt-live-transcribe", "language": "en"},
+                    # OpenAI's turn rule: gpt-live-transcribe takes no server VAD, gpt-transcribe does.
+                    "transcription": {
+                        "model": "gpt-transcribe" if turn_detection else "gpt-live-transcribe",
+                        "language": "en",
+                    },
                     "turn_detection": turn_detection,
                 }
             },
