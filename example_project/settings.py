@@ -4,6 +4,8 @@ DATABASE_URL      any dj-database-url URL; default: SQLite file db.sqlite3 at th
 REDIS_URL         the shared cache for rate limits and cached_db sessions (django-redis); default: local
                   memory and database sessions (dev server only)
 OPENAI_API_KEY    the server-side key; without it the demo serves a local OpenAI stand-in (demo/apps.py)
+RT_STANDIN_SPEECH that stand-in's speech engine: whisper, pocketsphinx, none or auto (the default: Whisper
+                  when installed, else PocketSphinx); read by the stand-in itself (docs/testing.md)
 OPENAI_BASE_URL   the upstream base URL (required for RT_UPSTREAM=azure)
 RT_UPSTREAM       openai (default), openai-beta or azure
 RT_CONNECT_TIMEOUT, RT_READ_TIMEOUT, RT_MAX_RETRIES, RT_USER_RATE, RT_IP_RATE

@@ -6,14 +6,17 @@ recognition does not depend on the espeak-ng version installed:
     espeak-ng -v en-us -s 150 -w tests/speech/coffee.wav "i would like a cup of coffee"
     espeak-ng -v en-us -s 150 -w tests/speech/door.wav "he opened the door"
 
-What PocketSphinx makes of them (measured across voices, speeds and preceding speech, see the issue note):
-the words in WORDS below come out reliably, the rest of a sentence does not always, so tests assert on those.
+The stand-in's default engine, Whisper tiny.en, hears "i would like a cup and coffee" and "he opened the
+door" (the same across espeak-ng voices and speeds); WORDS below are the words it gets right, which the tests
+assert. PocketSphinx, the small fallback, gets fewer right: POCKETSPHINX_WORDS are those it gets in every
+measured rendering (voices, speeds, preceding speech).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -32,8 +35,9 @@ logging.getLogger("websockets").setLevel(logging.INFO)
 SPEECH = Path(__file__).resolve().parent / "speech"
 COFFEE = SPEECH / "coffee.wav"
 DOOR = SPEECH / "door.wav"
-# The words the engine gets right in every measured rendering of each sentence.
-WORDS = {COFFEE: ("would", "like"), DOOR: ("opened",)}
+# The words the default engine (Whisper) gets right in each sentence.
+WORDS = {COFFEE: ("i", "would", "like", "a", "cup", "coffee"), DOOR: ("he", "opened", "the", "door")}
+POCKETSPHINX_WORDS = {COFFEE: ("would", "like"), DOOR: ("opened",)}
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
 WAIT = 20  # seconds: a bound on any one wait for an event, never an expectation of speed
@@ -121,6 +125,11 @@ def transcripts(events: list[dict[str, Any]]) -> list[str]:
     return [event["transcript"] for event in events if event["type"] == COMPLETED]
 
 
+def spoken_words(transcript: str) -> list[str]:
+    """The transcript's words, lowercased, without punctuation (Whisper writes "Coffee.")."""
+    return re.findall(r"[a-z0-9']+", transcript.lower())
+
+
 def has_words(transcript: str, words: tuple[str, ...]) -> bool:
-    spoken = transcript.lower().split()
+    spoken = spoken_words(transcript)
     return all(word in spoken for word in words)

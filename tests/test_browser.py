@@ -70,7 +70,7 @@ from django_rt_sessions.testing import (  # noqa: E402
     RateLimit,
 )
 
-from .realtime_support import COFFEE, DOOR, WORDS  # noqa: E402
+from .realtime_support import COFFEE, DOOR, WORDS, spoken_words  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -315,7 +315,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         database_down = DemoProcess({**common, "DATABASE_URL": f"sqlite:///{tmp / 'missing' / 'db.sqlite3'}"})
         direct = DemoProcess({**common, "OPENAI_BASE_URL": standin.base_url, "RT_DEMO_STANDIN": "1"})
         without_openai = {k: v for k, v in common.items() if not k.startswith("OPENAI_")}
-        no_engine = DemoProcess({**without_openai, "RT_BROWSER_HIDE": "pocketsphinx"})
+        no_engine = DemoProcess({**without_openai, "RT_BROWSER_HIDE": "faster_whisper,pocketsphinx"})
         processes += [redis_down, database_down, direct, no_engine]
         yield Site(
             url=main.url,
@@ -911,7 +911,7 @@ def test_websocket_transport_transcribes_the_microphone(site: Site, speaking_dri
     wait(driver, lambda d: text_of(d, "status") == "Listening: speak now.", "not listening")
 
     def heard(d: Any) -> bool:
-        lines = [line.lower().split() for line in completed_lines(d)]
+        lines = [spoken_words(line) for line in completed_lines(d)]
         return any(all(w in line for w in WORDS[COFFEE]) for line in lines) and any(
             all(w in line for w in WORDS[DOOR]) for line in lines
         )
@@ -1109,7 +1109,7 @@ def test_webrtc_transport_transcribes_the_microphone_through_the_standins_peer(
     )
 
     def heard(d: Any) -> bool:
-        return any(all(w in line.lower().split() for w in WORDS[COFFEE]) for line in completed_lines(d))
+        return any(all(w in spoken_words(line) for w in WORDS[COFFEE]) for line in completed_lines(d))
 
     try:
         WebDriverWait(driver, WAIT, poll_frequency=0.1).until(heard)

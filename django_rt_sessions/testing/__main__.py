@@ -34,6 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="answer the beta transcription_sessions path with 400 beta_api_shape_disabled",
     )
+    parser.add_argument(
+        "--speech",
+        choices=("auto", "whisper", "pocketsphinx", "none"),
+        default="auto",
+        help="the speech engine: whisper (the standin-speech extra), pocketsphinx (standin-speech-lite), "
+        "none, or auto: Whisper when installed, else PocketSphinx; auto follows the RT_STANDIN_SPEECH "
+        "environment variable when it is set (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -57,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_key=api_key,
         beta_disabled=args.beta_disabled,
         log_requests=True,
+        speech=None if args.speech == "none" else args.speech,
     )
     stop = threading.Event()
 
@@ -82,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  WebRTC calls: {standin.webrtc_url}", flush=True)
         else:
             print(f"  WebRTC calls are off: {webrtc_problem}", flush=True)
+        # Load the speech model now rather than when the first session opens.
+        warm_up = getattr(standin.speech_engine, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):
             pass

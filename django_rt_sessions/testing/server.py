@@ -43,7 +43,7 @@ from .behaviours import (
     Reset,
 )
 from .realtime import ga_session_from_beta, serve_realtime
-from .speech import SpeechEngine, SpeechUnavailable, load_engine
+from .speech import SpeechEngine, engine_for
 from .state import RealtimeConnection, StandInState
 from .wire import CORS_HEADERS, abort_connection, error_response, json_response, session_id
 
@@ -102,9 +102,11 @@ class _Released(Exception):
 class OpenAIStandIn:
     """A loopback server that imitates OpenAI's (and Azure's) Realtime token endpoints and realtime socket.
 
-    ``speech``: the engine that transcribes realtime audio; "auto" (the default) loads PocketSphinx when the
-    ``standin-speech`` extra is installed, None turns transcription off. Without an engine the stand-in still
-    serves everything, and realtime sessions get an ``error`` event saying why (``speech_problem``).
+    ``speech``: the engine that transcribes realtime audio: "whisper" (the ``standin-speech`` extra),
+    "pocketsphinx" (``standin-speech-lite``), "auto" (the default: Whisper when installed, else PocketSphinx;
+    the ``RT_STANDIN_SPEECH`` environment variable may name one, or "none"), None (transcription off) or a
+    ``SpeechEngine``. Without an engine the stand-in still serves everything, and realtime sessions get an
+    ``error`` event saying why (``speech_problem``).
     """
 
     def __init__(
@@ -127,7 +129,7 @@ class OpenAIStandIn:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
-        engine, problem = _speech_engine(speech)
+        engine, problem = engine_for(speech)
         self.state = StandInState(api_key=api_key, speech_engine=engine, speech_problem=problem)
 
     @property
@@ -535,17 +537,3 @@ def _ice_address(host: str) -> str:
 
 def _model(transcription: Any) -> Any:
     return transcription.get("model") if isinstance(transcription, dict) else None
-
-
-def _speech_engine(speech: SpeechEngine | str | None) -> tuple[SpeechEngine | None, str | None]:
-    """The engine for ``OpenAIStandIn(speech=…)``, or None and why transcription is off."""
-    if speech is None:
-        return None, "Transcription is turned off in this stand-in (OpenAIStandIn(speech=None))."
-    if isinstance(speech, str):
-        if speech != _AUTO:
-            raise ValueError(f"speech must be 'auto', None or a SpeechEngine, not {speech!r}")
-        try:
-            return load_engine(), None
-        except SpeechUnavailable as exc:
-            return None, str(exc)
-    return speech, None

@@ -67,7 +67,28 @@ def speech_engine_note() -> str:
     """What the demo page says transcribes, when a stand-in serves."""
     if _standin is not None and _standin.speech_engine is None:
         return f"the local speech engine (English), which is not available here: {_standin.speech_problem}"
+    if _standin is not None:
+        # "local speech engine (English): Whisper tiny.en via faster-whisper 1.2.1"
+        return f"the {_standin.speech_engine.description}, offline: not OpenAI"
     return "the local speech engine (English), offline: not OpenAI"
+
+
+_warming = threading.Event()
+
+
+def warm_up_speech() -> None:
+    """Load the stand-in's speech model in the background, once: when the demo page is first shown rather
+    than when the visitor starts to speak (Whisper's takes about a second), and not in every process that
+    merely could issue a token (`manage.py shell`, ...)."""
+    engine = _standin.speech_engine if _standin is not None else None
+    warm_up = getattr(engine, "warm_up", None)
+    if warm_up is None:
+        return
+    with _standin_lock:
+        if _warming.is_set():
+            return
+        _warming.set()
+    threading.Thread(target=warm_up, name="speech-warm-up", daemon=True).start()
 
 
 def start_standin() -> OpenAIStandIn:

@@ -3,7 +3,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from .apps import speech_engine_note, standin_serves
+from .apps import speech_engine_note, standin_serves, warm_up_speech
 
 # ISO-639-1 codes offered when a preset lets the user choose the language.
 LANGUAGES = [
@@ -34,6 +34,8 @@ def home(request: HttpRequest) -> HttpResponse:
     # ?transport=webrtc. With OpenAI the browser client takes the first transport the session's model
     # supports.
     standin = standin_serves()
+    if standin:
+        warm_up_speech()
     requested = request.GET.get("transport", "")
     context = {
         "languages": LANGUAGES,
