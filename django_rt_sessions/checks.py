@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core import checks
 
 from .conf import rt_settings
+from .testing.extras import REDIS, install_hint
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # Caches whose counts are not shared between processes (or not kept at all).
@@ -113,7 +114,7 @@ def _check_rate_limit_cache() -> list[checks.CheckMessage]:
     """
     alias, backend = rate_limit_cache_backend()
     hint = (
-        "Use Redis through django-redis (pip install 'django-rt-sessions[redis]'; CACHES, or "
+        f"Use Redis through django-redis ({install_hint(REDIS)}; CACHES, or "
         "RATELIMIT_USE_CACHE): see docs/configuration.md#use-a-shared-cache."
     )
     if alias not in (getattr(settings, "CACHES", None) or {}):

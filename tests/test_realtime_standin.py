@@ -635,7 +635,8 @@ def test_cli_without_the_testing_extra_names_it(hidden: tuple[str, ...]) -> None
     assert stdout == ""
     assert stderr.strip().splitlines() == [
         "python -m django_rt_sessions.testing needs the testing extra "
-        f'(missing: {hidden[0]}): pip install "django-rt-sessions[testing]"'
+        f'(missing: {hidden[0]}): pip install "django-rt-sessions[testing]" '
+        '(from a checkout: pip install -e ".[testing]")'
     ]
     assert "Traceback" not in stderr
 

@@ -10,10 +10,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from . import extras
+
 PROG = "python -m django_rt_sessions.testing"
 # The modules of the `testing` extra (and what they pull in) whose absence means "install the extra".
 TESTING_EXTRA_MODULES = frozenset({"aiohttp", "jsonschema", "referencing", "multidict", "yarl"})
-TESTING_EXTRA = "django-rt-sessions[testing]"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing not in TESTING_EXTRA_MODULES:
             raise
         print(
-            f'{PROG} needs the testing extra (missing: {missing}): pip install "{TESTING_EXTRA}"',
+            f"{PROG} needs the testing extra (missing: {missing}): {extras.install_hint(extras.TESTING)}",
             file=sys.stderr,
         )
         return 2

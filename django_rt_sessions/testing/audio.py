@@ -23,7 +23,8 @@ import subprocess
 import wave
 from pathlib import Path
 
-from .speech import INPUT_RATE, SPEECH_EXTRA
+from . import extras
+from .speech import INPUT_RATE
 
 __all__ = [
     "INPUT_RATE",
@@ -66,7 +67,9 @@ def from_wav(source: str | os.PathLike[str] | bytes) -> bytes:
     try:
         import numpy
     except ImportError as exc:
-        raise RuntimeError(f'Reading WAV files needs numpy and soxr: pip install "{SPEECH_EXTRA}"') from exc
+        raise RuntimeError(
+            f"Reading WAV files needs numpy and soxr: {extras.install_hint(extras.SPEECH_LITE)}"
+        ) from exc
     if width == 1:
         samples = (numpy.frombuffer(raw, dtype=numpy.uint8).astype(numpy.float32) - 128) / 128
     elif width == 3:
@@ -85,7 +88,7 @@ def from_wav(source: str | os.PathLike[str] | bytes) -> bytes:
         try:
             import soxr
         except ImportError as exc:
-            raise RuntimeError(f'Resampling needs soxr: pip install "{SPEECH_EXTRA}"') from exc
+            raise RuntimeError(f"Resampling needs soxr: {extras.install_hint(extras.SPEECH_LITE)}") from exc
         mono = soxr.resample(mono, rate, INPUT_RATE)
     return bytes((numpy.clip(mono, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes())
 

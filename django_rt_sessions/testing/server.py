@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import validation
+from . import extras, validation
 from .behaviours import (
     SOCKET_BEHAVIOUR_TYPES,
     Behaviour,
@@ -60,7 +60,6 @@ ROUTES: dict[str, str] = {
 REALTIME_PATHS = frozenset({"/v1/realtime", "/openai/v1/realtime"})
 # WebRTC calls (`connect.webrtc_url` is "{BASE_URL}/realtime/calls").
 WEBRTC_PATHS = frozenset({"/v1/realtime/calls", "/openai/v1/realtime/calls"})
-WEBRTC_EXTRA = "django-rt-sessions[standin-webrtc]"
 
 DEFAULT_FORMAT = {"type": "audio/pcm", "rate": 24000}
 DEFAULT_TURN_DETECTION = validation.DEFAULT_TURN_DETECTION
@@ -520,7 +519,8 @@ def webrtc_unavailable() -> str | None:
 
 def _webrtc_problem(exc: ImportError) -> str:
     return (
-        f'The stand-in\'s WebRTC endpoint needs aiortc (missing: {exc.name}): pip install "{WEBRTC_EXTRA}". '
+        f"The stand-in's WebRTC endpoint needs aiortc (missing: {exc.name}): "
+        f"{extras.install_hint(extras.WEBRTC)}. "
         "Its realtime WebSocket works without it."
     )
 

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import extras
+
 __all__ = [
     "ENGINES",
     "ENGINE_ENV",
@@ -45,8 +47,8 @@ __all__ = [
 ]
 
 INPUT_RATE = 24000  # audio/pcm in the Realtime API: 16-bit little-endian mono at 24 kHz
-SPEECH_EXTRA = "django-rt-sessions[standin-speech]"
-SPEECH_LITE_EXTRA = "django-rt-sessions[standin-speech-lite]"
+SPEECH_EXTRA = extras.SPEECH
+SPEECH_LITE_EXTRA = extras.SPEECH_LITE
 ENGINES = ("whisper", "pocketsphinx")
 # Read by OpenAIStandIn(speech="auto"), so that the command line, the pytest fixtures and the example project
 # all follow it: "whisper", "pocketsphinx", "auto" (the default) or "none".
@@ -62,13 +64,6 @@ _NEEDS = {
     "pocketsphinx": (("pocketsphinx", "pocketsphinx"), ("soxr", "soxr"), ("numpy", "numpy")),
 }
 _EXTRA_OF = {"whisper": SPEECH_EXTRA, "pocketsphinx": SPEECH_LITE_EXTRA}
-
-
-def install_hint(requirement: str) -> str:
-    """How to install ``requirement`` (the package with an extra), from PyPI and from a checkout, where
-    pip would look the package's name up on PyPI instead of installing the checkout."""
-    extra = requirement[requirement.index("[") :]
-    return f'pip install "{requirement}" (from a checkout: pip install -e ".{extra}")'
 
 
 class SpeechUnavailable(RuntimeError):
@@ -134,12 +129,11 @@ def load_engine(choice: str = "auto") -> WhisperEngine | PocketSphinxEngine:
     first = wanted[0]
     message = (
         f"The stand-in's speech engine is not installed (missing: {', '.join(_missing(first))}); "
-        f"transcription is off. Install it with: {install_hint(_EXTRA_OF[first])}"
+        f"transcription is off. Install it with: {extras.install_hint(_EXTRA_OF[first])}"
     )
     if choice == "auto":
-        message += (
-            f". (The smaller, much less accurate PocketSphinx engine: {install_hint(SPEECH_LITE_EXTRA)}.)"
-        )
+        lite = extras.install_hint(SPEECH_LITE_EXTRA)
+        message += f". (The smaller, much less accurate PocketSphinx engine: {lite}.)"
     raise SpeechUnavailable(message)
 
 
