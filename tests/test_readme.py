@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -109,6 +110,13 @@ def build_site(
     with (work / "mysite" / "settings.py").open("a", encoding="utf-8") as handle:
         handle.write("\n" + settings_block.replace(README_REDIS, redis_url))
     (work / "mysite" / "urls.py").write_text(block(text, "python", "# mysite/urls.py"), encoding="utf-8")
+    if "# mysite/views.py" in text:  # the README's page: its view and its template, as pasted
+        (work / "mysite" / "views.py").write_text(
+            block(text, "python", "# mysite/views.py"), encoding="utf-8"
+        )
+        (work / "templates").mkdir()
+        page = block(text, "html", "{# templates/dictation.html #}")
+        (work / "templates" / "dictation.html").write_text(page, encoding="utf-8")
     presets = json.loads(block(text, "json"))
     (work / "presets.json").write_text(json.dumps(presets), encoding="utf-8")
     return work, env
@@ -227,6 +235,8 @@ def test_a_fresh_site_set_up_as_the_docs_say_issues_a_key(
         assert body["client_secret"]["value"] == standin.issued[-1]
         assert body["preset"] == presets[0]["name"]
         assert body["input_audio_transcription"]["language"] == "fr"
+        if document == "README.md":
+            transcribe_on_the_readmes_page(url, standin, tmp_path)
     finally:
         server.terminate()
         try:
@@ -234,6 +244,42 @@ def test_a_fresh_site_set_up_as_the_docs_say_issues_a_key(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def transcribe_on_the_readmes_page(url: str, standin: OpenAIStandIn, work: Path) -> None:
+    """The README's page, as pasted, in Chromium with a microphone that speaks: log in, land on the page
+    (LOGIN_REDIRECT_URL), Start, and the sentence comes back as a line of text."""
+    from django_rt_sessions.testing.audio import from_wav, silence, to_wav
+
+    from .realtime_support import COFFEE, WORDS, has_words
+    from .test_browser import By, WebDriverWait, quit_chromium, start_chromium
+
+    microphone = to_wav(silence(1000) + from_wav(COFFEE) + silence(3000), work / "microphone.wav")
+    browser, profile = start_chromium(audio_file=microphone)
+    try:
+        browser.get(f"{url}/accounts/login/")
+        browser.find_element(By.NAME, "username").send_keys("alice")
+        browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, "[type=submit]").click()
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == f"{url}/dictation/")
+        browser.find_element(By.ID, "start").click()
+
+        def heard(b: Any) -> bool:
+            lines = [p.text for p in b.find_elements(By.CSS_SELECTOR, "#transcript p")]
+            return any(has_words(line, WORDS[COFFEE]) for line in lines)
+
+        try:
+            WebDriverWait(browser, 40, poll_frequency=0.2).until(heard)
+        except Exception:
+            status = browser.find_element(By.ID, "status").text
+            lines = [p.text for p in browser.find_elements(By.CSS_SELECTOR, "#transcript p")]
+            pytest.fail(f"no transcript on the README's page: status {status!r}, lines {lines}")
+        assert standin.realtime and standin.realtime[-1].session["audio"]["input"]["turn_detection"] is None
+        assert any(e.get("type") == "input_audio_buffer.commit" for e in standin.realtime[-1].received)
+        browser.find_element(By.ID, "stop").click()
+        assert standin.realtime[-1].wait_closed(10)
+    finally:
+        quit_chromium(browser, profile)
 
 
 def test_a_fresh_site_without_the_shared_cache_is_told(
