@@ -39,8 +39,10 @@ print(digest.hexdigest())' "$RT_LOCK")
     return 0
   fi
   echo "==> Installing django-rt-sessions[$extra] into .venv, pinned by $RT_LOCK"
-  # First the pip the lock pins (hash-checked): the one whose --no-require-hashes still checks the hashes.
-  .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r <(.venv/bin/python scripts/lock.py pins pip)
+  # First the pip the lock pins, the one whose --no-require-hashes still checks the hashes, and its setuptools
+  # (the one `python -m venv` seeds on 3.10 and 3.11 is older), both hash-checked.
+  .venv/bin/python -m pip install --quiet --require-hashes --no-deps \
+    -r <(.venv/bin/python scripts/lock.py pins pip setuptools)
   # Every download is checked against the lock's sha256 (the editable project itself has none to check), and
   # so is the build backend of the editable install (--build-constraint). The environment variable, unlike
   # the option, reaches the build environments too: a package built from its sdist (pocketsphinx on Linux

