@@ -4,12 +4,17 @@
     nox -s tests                            # the whole matrix (20 sessions)
     nox -s "tests(python='3.12', django='6.1', db='postgres')"
     nox -s lint docs build
+    nox -s latest                           # the newest release of everything, no lock: SQLite pass
 
 Interpreters come from pyenv (``pyenv root``/versions/3.X.Y/bin is put on PATH below), so a machine with
 ``pyenv install 3.10 3.11 3.12 3.13`` needs nothing else. Django 6.x needs Python 3.12+, so those pairs are
 not generated at all. The PostgreSQL sessions use RT_NOX_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432;
 each session gets its own database, ``rt_nox_<session>``) and RT_NOX_REDIS_URL (default
 redis://127.0.0.1:6379/9, which the suite flushes). Deprecation warnings are errors in every session.
+
+lint, docs and build install against requirements/constraints.txt, like ./scripts/test. The matrix does not:
+each of its sessions pins its own Django, and pip picks the releases that go with it (Django 4.2 gets an
+older Django REST framework, the newest needing Django 5.2), which is what a site on that Django gets.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ MIN_PYTHON_FOR_DJANGO = {"6.1": (3, 12)}
 
 POSTGRES_URL = os.environ.get("RT_NOX_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
 REDIS_URL = os.environ.get("RT_NOX_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+LOCK = "requirements/constraints.txt"
 
 nox.options.sessions = ["lint", "docs", "build", "tests"]
 nox.options.error_on_missing_interpreters = True
@@ -83,6 +90,16 @@ def _matrix() -> list[nox.param]:
     return params
 
 
+def _install_locked(session: nox.Session, *args: str) -> None:
+    """pip install against the lock as scripts/_venv.sh does: the lock's pip first, then every download
+    checked against the lock's sha256."""
+    pins = session.run("python", "scripts/lock.py", "pins", "pip", silent=True)
+    requirements = Path(session.create_tmp()) / "pip.txt"
+    requirements.write_text(str(pins))
+    session.install("--require-hashes", "--no-deps", "-r", str(requirements))
+    session.install("-c", LOCK, "--build-constraint", LOCK, *args, env={"PIP_NO_REQUIRE_HASHES": "1"})
+
+
 @nox.session
 @nox.parametrize(("python", "django", "db"), _matrix())
 def tests(session: nox.Session, django: str, db: str) -> None:
@@ -118,22 +135,45 @@ def tests(session: nox.Session, django: str, db: str) -> None:
 
 @nox.session(python=PYTHONS[-1])
 def lint(session: nox.Session) -> None:
-    """ruff over the whole tree."""
-    session.install("ruff>=0.6")
+    """ruff over the whole tree: lint and format."""
+    _install_locked(session, "ruff")
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session(python=PYTHONS[-1])
 def docs(session: nox.Session) -> None:
     """The documentation site, warnings as errors."""
-    session.install(".[docs]")
+    _install_locked(session, ".[docs]")
     session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site")
 
 
 @nox.session(python=PYTHONS[-1])
 def build(session: nox.Session) -> None:
     """Build the wheel and sdist, install the wheel into a fresh virtualenv, check a minimal site."""
-    session.install(".[test]")
+    _install_locked(session, ".[test]")
     session.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", "-m", "packaging", "tests/test_packaging.py"
+    )
+
+
+@nox.session(python=PYTHONS[-1])
+def latest(session: nox.Session) -> None:
+    """The newest release of every dependency (no lock), then scripts/test's SQLite pass: an upgrade that
+    breaks the suite shows here first, and the lock moves only when it passes (docs/development.md).
+    Another interpreter: nox -s latest --force-python 3.10."""
+    session.install("--upgrade", "pip")
+    session.install("--upgrade", "--upgrade-strategy", "eager", ".[test]")
+    session.log("Installed releases that differ from %s (locked -> installed):", LOCK)
+    session.run("python", "scripts/lock.py", "drift")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "not production and not postgres",
+        *session.posargs,
+        env={"RT_TEST_DATABASE_URL": "", "RT_TEST_REDIS_URL": "", "PYTHONDONTWRITEBYTECODE": "1"},
     )

@@ -2,8 +2,8 @@
 the wheel installs into a fresh virtualenv where a minimal site passes `manage.py check` and migrates.
 
 Marked `packaging`: it builds in a copy of the source tree (so the working tree gets no build/ or egg-info),
-downloads the build backend and the app's dependencies from the package index (pip's cache makes reruns
-quick) and takes a minute or so. Run it alone with
+downloads the build backend and the app's dependencies from the package index at the releases
+requirements/constraints.txt pins (pip's cache makes reruns quick) and takes a minute or so. Run it alone with
 
     .venv/bin/python -m pytest -m packaging tests/test_packaging.py
 
@@ -27,6 +27,7 @@ import pytest
 pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parent.parent
+LOCK = ROOT / "requirements" / "constraints.txt"
 PACKAGE = "django_rt_sessions"
 BUILD_TIMEOUT = 300
 
@@ -85,10 +86,13 @@ def _run(
 
 
 def _clean_env() -> dict[str, str]:
-    """The environment for the fresh virtualenv: nothing that would point it back at this checkout."""
+    """The environment for the build and the fresh virtualenv: nothing that would point it back at this
+    checkout, and pip held to the lock's releases and hashes as in scripts/_venv.sh (docs/development.md)."""
     env = dict(os.environ)
     for name in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "VIRTUAL_ENV", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         env.pop(name, None)
+    env["PIP_CONSTRAINT"] = env["PIP_BUILD_CONSTRAINT"] = str(LOCK)
+    env["PIP_NO_REQUIRE_HASHES"] = "1"
     return env
 
 
@@ -226,6 +230,15 @@ def test_wheel_installs_into_a_fresh_virtualenv_and_a_site_checks(dists: dict[st
     _run([sys.executable, "-m", "venv", str(venv)], cwd=work)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     env = _clean_env()
+    # The lock's pip first: the venv's own may predate the hash checks of a constraints file that
+    # PIP_NO_REQUIRE_HASHES relies on.
+    pip_pin = _run([sys.executable, str(ROOT / "scripts" / "lock.py"), "pins", "pip"], cwd=work).stdout
+    (work / "pip.txt").write_text(pip_pin)
+    _run(
+        [str(python), "-m", "pip", "install", "--quiet", "--require-hashes", "--no-deps", "-r", "pip.txt"],
+        cwd=work,
+        env={name: value for name, value in env.items() if not name.endswith("_CONSTRAINT")},
+    )
     # [redis]: the minimal site configures the shared cache the README asks for, through django-redis.
     _run(
         [str(python), "-m", "pip", "install", "--quiet", f"{dists['wheel']}[testing,redis]"],
