@@ -6,99 +6,218 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SessionPreset',
+            name="SessionPreset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64, unique=True, verbose_name='name')),
-                ('title', models.CharField(blank=True, max_length=200, verbose_name='title')),
-                ('description', models.TextField(blank=True, verbose_name='description')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('default', models.BooleanField(default=False, help_text='Used when a request names no preset. At most one.', verbose_name='default')),
-                ('session', models.JSONField(blank=True, default=dict, verbose_name='session configuration')),
-                ('expires_after_seconds', models.PositiveIntegerField(default=60, verbose_name='token lifetime (seconds)')),
-                ('overridable', models.JSONField(blank=True, default=list, verbose_name='user may override')),
-                ('rate', models.CharField(blank=True, help_text='e.g. 5/m; empty uses USER_RATE.', max_length=32, verbose_name='rate limit')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='last changed')),
-                ('groups', models.ManyToManyField(blank=True, related_name='rt_session_presets', to='auth.group', verbose_name='groups')),
-                ('updated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='last changed by')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(max_length=64, unique=True, verbose_name="name")),
+                ("title", models.CharField(blank=True, max_length=200, verbose_name="title")),
+                ("description", models.TextField(blank=True, verbose_name="description")),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "default",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Used when a request names no preset. At most one.",
+                        verbose_name="default",
+                    ),
+                ),
+                ("session", models.JSONField(blank=True, default=dict, verbose_name="session configuration")),
+                (
+                    "expires_after_seconds",
+                    models.PositiveIntegerField(default=60, verbose_name="token lifetime (seconds)"),
+                ),
+                ("overridable", models.JSONField(blank=True, default=list, verbose_name="user may override")),
+                (
+                    "rate",
+                    models.CharField(
+                        blank=True,
+                        help_text="e.g. 5/m; empty uses USER_RATE.",
+                        max_length=32,
+                        verbose_name="rate limit",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="last changed")),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True, related_name="rt_session_presets", to="auth.group", verbose_name="groups"
+                    ),
+                ),
+                (
+                    "updated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="last changed by",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'session preset',
-                'verbose_name_plural': 'session presets',
-                'ordering': ['name'],
+                "verbose_name": "session preset",
+                "verbose_name_plural": "session presets",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='TokenRequest',
+            name="TokenRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='time')),
-                ('username', models.CharField(blank=True, max_length=150, verbose_name='username')),
-                ('preset_name', models.CharField(blank=True, max_length=64, verbose_name='preset name')),
-                ('outcome', models.CharField(choices=[('issued', 'issued'), ('invalid', 'invalid'), ('forbidden', 'forbidden'), ('not_found', 'not found'), ('rate_limited', 'rate limited'), ('rate_limit_unavailable', 'rate limits unavailable'), ('upstream_error', 'upstream error'), ('upstream_unavailable', 'upstream unavailable'), ('upstream_timeout', 'upstream timeout')], max_length=24, verbose_name='outcome')),
-                ('status_code', models.PositiveSmallIntegerField(verbose_name='status code')),
-                ('upstream', models.CharField(blank=True, max_length=32, verbose_name='upstream')),
-                ('upstream_status', models.PositiveSmallIntegerField(blank=True, null=True, verbose_name='upstream status')),
-                ('upstream_request_id', models.CharField(blank=True, max_length=128, verbose_name='upstream request id')),
-                ('error_code', models.CharField(blank=True, max_length=64, verbose_name='error code')),
-                ('error_message', models.TextField(blank=True, verbose_name='error message')),
-                ('session_config', models.JSONField(blank=True, null=True, verbose_name='body sent upstream')),
-                ('upstream_session_id', models.CharField(blank=True, max_length=128, verbose_name='upstream session id')),
-                ('expires_at', models.DateTimeField(blank=True, null=True, verbose_name='key expires at')),
-                ('secret_fingerprint', models.CharField(blank=True, help_text='SHA-256 hex of the ephemeral key.', max_length=64, verbose_name='key fingerprint')),
-                ('client_ip', models.GenericIPAddressField(blank=True, null=True, verbose_name='client IP')),
-                ('user_agent', models.CharField(blank=True, max_length=512, verbose_name='user agent')),
-                ('upstream_ms', models.PositiveIntegerField(blank=True, null=True, verbose_name='upstream time (ms)')),
-                ('preset', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='token_requests', to='django_rt_sessions.sessionpreset', verbose_name='preset')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rt_token_requests', to=settings.AUTH_USER_MODEL, verbose_name='user')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="time")),
+                ("username", models.CharField(blank=True, max_length=150, verbose_name="username")),
+                ("preset_name", models.CharField(blank=True, max_length=64, verbose_name="preset name")),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("issued", "issued"),
+                            ("invalid", "invalid"),
+                            ("forbidden", "forbidden"),
+                            ("not_found", "not found"),
+                            ("rate_limited", "rate limited"),
+                            ("rate_limit_unavailable", "rate limits unavailable"),
+                            ("upstream_error", "upstream error"),
+                            ("upstream_unavailable", "upstream unavailable"),
+                            ("upstream_timeout", "upstream timeout"),
+                        ],
+                        max_length=24,
+                        verbose_name="outcome",
+                    ),
+                ),
+                ("status_code", models.PositiveSmallIntegerField(verbose_name="status code")),
+                ("upstream", models.CharField(blank=True, max_length=32, verbose_name="upstream")),
+                (
+                    "upstream_status",
+                    models.PositiveSmallIntegerField(blank=True, null=True, verbose_name="upstream status"),
+                ),
+                (
+                    "upstream_request_id",
+                    models.CharField(blank=True, max_length=128, verbose_name="upstream request id"),
+                ),
+                ("error_code", models.CharField(blank=True, max_length=64, verbose_name="error code")),
+                ("error_message", models.TextField(blank=True, verbose_name="error message")),
+                (
+                    "session_config",
+                    models.JSONField(blank=True, null=True, verbose_name="body sent upstream"),
+                ),
+                (
+                    "upstream_session_id",
+                    models.CharField(blank=True, max_length=128, verbose_name="upstream session id"),
+                ),
+                ("expires_at", models.DateTimeField(blank=True, null=True, verbose_name="key expires at")),
+                (
+                    "secret_fingerprint",
+                    models.CharField(
+                        blank=True,
+                        help_text="SHA-256 hex of the ephemeral key.",
+                        max_length=64,
+                        verbose_name="key fingerprint",
+                    ),
+                ),
+                ("client_ip", models.GenericIPAddressField(blank=True, null=True, verbose_name="client IP")),
+                ("user_agent", models.CharField(blank=True, max_length=512, verbose_name="user agent")),
+                (
+                    "upstream_ms",
+                    models.PositiveIntegerField(blank=True, null=True, verbose_name="upstream time (ms)"),
+                ),
+                (
+                    "preset",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="token_requests",
+                        to="django_rt_sessions.sessionpreset",
+                        verbose_name="preset",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="rt_token_requests",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'token request',
-                'verbose_name_plural': 'token requests',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "token request",
+                "verbose_name_plural": "token requests",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='sessionpreset',
-            constraint=models.UniqueConstraint(condition=models.Q(('default', True)), fields=('default',), name='rt_sessions_single_default_preset', violation_error_message='Another preset is already the default. Untick it there, or use the “Make the selected preset the default” action in the preset list.'),
+            model_name="sessionpreset",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("default", True)),
+                fields=("default",),
+                name="rt_sessions_single_default_preset",
+                violation_error_message="Another preset is already the default. Untick it there, or use the “Make the selected preset the default” action in the preset list.",
+            ),
         ),
         migrations.AddIndex(
-            model_name='tokenrequest',
-            index=models.Index(fields=['created_at', 'outcome'], name='rt_tokenreq_time_outcome'),
+            model_name="tokenrequest",
+            index=models.Index(fields=["created_at", "outcome"], name="rt_tokenreq_time_outcome"),
         ),
         migrations.AddIndex(
-            model_name='tokenrequest',
-            index=models.Index(fields=['outcome', 'created_at'], name='rt_tokenreq_outcome_time'),
+            model_name="tokenrequest",
+            index=models.Index(fields=["outcome", "created_at"], name="rt_tokenreq_outcome_time"),
         ),
         migrations.AddIndex(
-            model_name='tokenrequest',
-            index=models.Index(fields=['user', 'created_at'], name='rt_tokenreq_user_time'),
+            model_name="tokenrequest",
+            index=models.Index(fields=["user", "created_at"], name="rt_tokenreq_user_time"),
         ),
         migrations.AddIndex(
-            model_name='tokenrequest',
-            index=models.Index(fields=['username', 'created_at'], name='rt_tokenreq_username_time'),
+            model_name="tokenrequest",
+            index=models.Index(fields=["username", "created_at"], name="rt_tokenreq_username_time"),
         ),
         migrations.AddIndex(
-            model_name='tokenrequest',
-            index=models.Index(condition=models.Q(('secret_fingerprint', ''), _negated=True), fields=['secret_fingerprint'], name='rt_tokenreq_fingerprint'),
+            model_name="tokenrequest",
+            index=models.Index(
+                condition=models.Q(("secret_fingerprint", ""), _negated=True),
+                fields=["secret_fingerprint"],
+                name="rt_tokenreq_fingerprint",
+            ),
         ),
         migrations.AddIndex(
-            model_name='tokenrequest',
-            index=models.Index(condition=models.Q(('upstream_session_id', ''), _negated=True), fields=['upstream_session_id'], name='rt_tokenreq_session_id'),
+            model_name="tokenrequest",
+            index=models.Index(
+                condition=models.Q(("upstream_session_id", ""), _negated=True),
+                fields=["upstream_session_id"],
+                name="rt_tokenreq_session_id",
+            ),
         ),
         migrations.AddIndex(
-            model_name='tokenrequest',
-            index=models.Index(condition=models.Q(('upstream_request_id', ''), _negated=True), fields=['upstream_request_id'], name='rt_tokenreq_request_id'),
+            model_name="tokenrequest",
+            index=models.Index(
+                condition=models.Q(("upstream_request_id", ""), _negated=True),
+                fields=["upstream_request_id"],
+                name="rt_tokenreq_request_id",
+            ),
         ),
     ]

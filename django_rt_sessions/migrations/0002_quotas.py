@@ -6,31 +6,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_rt_sessions', '0001_initial'),
+        ("django_rt_sessions", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='sessionpreset',
-            name='daily_quota',
-            field=models.PositiveIntegerField(blank=True, help_text='Sessions one user may get from this preset per day (site time zone). Empty: no quota.', null=True, verbose_name='daily quota per user'),
+            model_name="sessionpreset",
+            name="daily_quota",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Sessions one user may get from this preset per day (site time zone). Empty: no quota.",
+                null=True,
+                verbose_name="daily quota per user",
+            ),
         ),
         migrations.CreateModel(
-            name='QuotaUsage',
+            name="QuotaUsage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('count', models.PositiveIntegerField(default=0)),
-                ('preset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='django_rt_sessions.sessionpreset')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField()),
+                ("count", models.PositiveIntegerField(default=0)),
+                (
+                    "preset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="django_rt_sessions.sessionpreset",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'quota usage',
-                'verbose_name_plural': 'quota usage',
-                'constraints': [models.UniqueConstraint(fields=('user', 'preset', 'day'), name='rt_sessions_quota_per_day')],
+                "verbose_name": "quota usage",
+                "verbose_name_plural": "quota usage",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user", "preset", "day"), name="rt_sessions_quota_per_day"
+                    )
+                ],
             },
         ),
     ]

@@ -4,15 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_rt_sessions', '0002_quotas'),
+        ("django_rt_sessions", "0002_quotas"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='tokenrequest',
-            name='outcome',
-            field=models.CharField(choices=[('issued', 'issued'), ('invalid', 'invalid'), ('forbidden', 'forbidden'), ('not_found', 'not found'), ('rate_limited', 'rate limited'), ('rate_limit_unavailable', 'rate limits unavailable'), ('service_unavailable', 'database unavailable'), ('upstream_error', 'upstream error'), ('upstream_unavailable', 'upstream unavailable'), ('upstream_timeout', 'upstream timeout')], max_length=24, verbose_name='outcome'),
+            model_name="tokenrequest",
+            name="outcome",
+            field=models.CharField(
+                choices=[
+                    ("issued", "issued"),
+                    ("invalid", "invalid"),
+                    ("forbidden", "forbidden"),
+                    ("not_found", "not found"),
+                    ("rate_limited", "rate limited"),
+                    ("rate_limit_unavailable", "rate limits unavailable"),
+                    ("service_unavailable", "database unavailable"),
+                    ("upstream_error", "upstream error"),
+                    ("upstream_unavailable", "upstream unavailable"),
+                    ("upstream_timeout", "upstream timeout"),
+                ],
+                max_length=24,
+                verbose_name="outcome",
+            ),
         ),
     ]

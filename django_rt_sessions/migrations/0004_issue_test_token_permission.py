@@ -4,14 +4,18 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_rt_sessions', '0003_outcome_service_unavailable'),
+        ("django_rt_sessions", "0003_outcome_service_unavailable"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='sessionpreset',
-            options={'ordering': ['name'], 'permissions': [('issue_test_token', 'Can issue a test token')], 'verbose_name': 'session preset', 'verbose_name_plural': 'session presets'},
+            name="sessionpreset",
+            options={
+                "ordering": ["name"],
+                "permissions": [("issue_test_token", "Can issue a test token")],
+                "verbose_name": "session preset",
+                "verbose_name_plural": "session presets",
+            },
         ),
     ]
