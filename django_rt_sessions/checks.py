@@ -11,29 +11,12 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import checks
 
-from .conf import rt_settings
+from .conf import NON_ATOMIC_CACHES, UNSHARED_CACHES, rate_limit_cache_backend, rt_settings
 from .testing.extras import REDIS, install_hint
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-# Caches whose counts are not shared between processes (or not kept at all).
-UNSHARED_CACHES = (
-    "django.core.cache.backends.locmem.LocMemCache",
-    "django.core.cache.backends.dummy.DummyCache",
-    "django.core.cache.backends.filebased.FileBasedCache",
-)
-# Shared, but an increment is a read and a write: concurrent requests can be counted once.
-NON_ATOMIC_CACHES = (
-    "django.core.cache.backends.redis.RedisCache",
-    "django.core.cache.backends.db.DatabaseCache",
-)
 TIMEOUT_RANGE = (0.1, 120.0)
 MAX_RETRIES_RANGE = (0, 10)
-
-
-def rate_limit_cache_backend() -> tuple[str, str]:
-    """The alias of the cache the rate limits count in (`RATELIMIT_USE_CACHE`) and its BACKEND path."""
-    alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
-    return alias, str((getattr(settings, "CACHES", None) or {}).get(alias, {}).get("BACKEND", ""))
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -126,3 +126,23 @@ class Settings:
 
 
 rt_settings = Settings()
+
+
+# The cache the rate limits count in (and the preset cache's generation lives in): the backends whose
+# counts are not shared between processes (or not kept at all)...
+UNSHARED_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
+)
+# Shared, but an increment is a read and a write: concurrent requests can be counted once.
+NON_ATOMIC_CACHES = (
+    "django.core.cache.backends.redis.RedisCache",
+    "django.core.cache.backends.db.DatabaseCache",
+)
+
+
+def rate_limit_cache_backend() -> tuple[str, str]:
+    """The alias of the cache the rate limits count in (`RATELIMIT_USE_CACHE`) and its BACKEND path."""
+    alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
+    return alias, str((getattr(settings, "CACHES", None) or {}).get(alias, {}).get("BACKEND", ""))

@@ -33,8 +33,7 @@ from typing import Any
 from django.core.cache import caches
 from django.db import connections, router, transaction
 
-from ..checks import UNSHARED_CACHES, rate_limit_cache_backend
-from ..conf import rt_settings
+from ..conf import UNSHARED_CACHES, rate_limit_cache_backend, rt_settings
 from ..models import SessionPreset
 
 logger = logging.getLogger("django_rt_sessions.preset_cache")
