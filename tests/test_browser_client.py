@@ -283,10 +283,7 @@ return { started: handle !== null, clientTurns: handle && handle.connection.clie
     # Two turns, not one: no line holds both sentences.
     assert not any(has_words(line, WORDS[COFFEE]) and has_words(line, WORDS[DOOR]) for line in lines), lines
 
-    closed = run(
-        page,
-        "await window.live.handle.close(); return { errors: window.live.errors, states: window.live.states };",
-    )
+    closed = run(page, "await live.handle.close(); return { errors: live.errors, states: live.states };")
     assert closed["errors"] == []
     assert closed["states"][-1] == "closed"
     assert connection.wait_closed(WAIT) and connection.close_code == 1000
@@ -349,6 +346,43 @@ return { before, first, again, completed: seen.completed, errors: seen.errors,
     assert kinds == ["input_audio_buffer.commit", "input_audio_buffer.commit"]
     assert connection.received[-1]["type"] == "input_audio_buffer.commit"  # close() sent no audio after it
     assert "error" not in connection.sent_types()
+
+
+def test_a_headers_function_or_a_fetch_wrapper_authenticates(site: Site, page: Any) -> None:
+    """What a JWT single-page app does: a token read per request, or its own fetch that adds it."""
+    result = run(
+        page,
+        """
+const [token] = args;
+const calls = [];
+const authFetch = (url, init) => {
+  calls.push({ url, credentials: init.credentials, headers: Object.keys(init.headers).sort() });
+  return fetch(url, { ...init, headers: { ...init.headers, Authorization: "Token " + token } });
+};
+const viaFetch = await rt.createSession({ preset: "live" }, { fetch: authFetch });
+rt.configure({ headers: async () => ({ Authorization: "Token " + token }) });
+try {
+  return { viaFetch: viaFetch.preset, calls, presets: (await rt.fetchPresets()).map((p) => p.name),
+           viaHeaders: (await rt.createSession({})).preset };
+} finally {
+  rt.configure({ headers: null });
+}
+""",
+        site.token,
+    )
+    assert result == {
+        "viaFetch": "live",
+        # No session cookie here, so no CSRF token either: the wrapper's header is the credential.
+        "calls": [
+            {
+                "url": "/rt/transcription-sessions/",
+                "credentials": "same-origin",
+                "headers": ["Accept", "Content-Type"],
+            }
+        ],
+        "presets": ["live"],  # not team-only: alice is in no group
+        "viaHeaders": "live",
+    }
 
 
 FAILURES = """

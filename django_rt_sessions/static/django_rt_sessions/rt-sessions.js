@@ -229,6 +229,7 @@ function url(path, options) {
 async function headersFrom(option) {
   if (!option) return {};
   const value = typeof option === "function" ? await option() : option;
+  if (typeof Headers === "function" && value instanceof Headers) return Object.fromEntries(value.entries());
   return value && typeof value === "object" ? value : {};
 }
 
