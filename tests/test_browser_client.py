@@ -593,3 +593,48 @@ window.call.done = true;
     assert call["channel"] in ("closing", "closed")
     assert (oai["label"], oai["tracks"]) == ("oai-events", ["audio"])
     assert [event["type"] for event in oai["received"]] == ["input_audio_buffer.commit"] * 2
+
+
+def test_a_webrtc_call_without_a_network_path_fails_the_start(page: Any, sdp_relay: SdpRelay) -> None:
+    """The answer names no candidate the page can reach (ICE finds no path): the start fails, reported to
+    onError, instead of a connection that never carries anything."""
+    page.execute_script(
+        """
+const [moduleUrl, relayUrl] = arguments;
+window.noPath = {};
+import(moduleUrl).then(async (rt) => {
+  const reported = [];
+  const session = {
+    client_secret: { value: "ek_no_path", expires_at: Date.now() / 1000 + 60 },
+    connect: { api: "ga", webrtc_url: relayUrl, transports: ["webrtc"] },
+  };
+  rt.configure({ fetch: async () => new Response(JSON.stringify(session), { status: 201 }) });
+  try {
+    const handle = await rt.startTranscription({}, { onError: (e) => reported.push([e.code, e.message]) },
+                                               { timeoutMs: 3000 });
+    window.noPath = { handle, reported };
+  } finally {
+    rt.configure({ fetch: null });
+  }
+});
+""",
+        MODULE_PATH,
+        sdp_relay.url,
+    )
+    offer = sdp_relay.offers.get(timeout=WAIT)
+    answer = run(page, ANSWER, offer["sdp"])
+    # Without its candidates (and with an address nobody listens on) the answer leads nowhere.
+    lines = [line for line in answer.split("\r\n") if line and not line.startswith("a=candidate")]
+    sdp_relay.answers.put("\r\n".join(lines).replace("c=IN IP4 0.0.0.0", "c=IN IP4 192.0.2.1") + "\r\n")
+    deadline = time.monotonic() + WAIT
+    while not page.execute_script("return 'handle' in window.noPath") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert page.execute_script("return window.noPath") == {
+        "handle": None,
+        "reported": [
+            [
+                "connection_failed",
+                "The transcription service could not be reached over WebRTC (no network path).",
+            ]
+        ],
+    }
