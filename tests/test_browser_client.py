@@ -120,7 +120,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 @pytest.fixture(scope="module")
 def page(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The module's URL in a Chromium whose microphone says the two sentences with a pause between them."""
-    pcm = silence(1000) + from_wav(COFFEE) + silence(1500) + from_wav(DOOR) + silence(3000)
+    pcm = silence(500) + from_wav(COFFEE) + silence(1200) + from_wav(DOOR) + silence(1500)
     wav = to_wav(pcm, tmp_path_factory.mktemp("microphone") / "speech.wav")
     browser, profile = start_chromium(audio_file=wav)
     try:
@@ -159,7 +159,9 @@ import(moduleUrl)
 
 
 def pcm_base64(wav: Path) -> str:
-    return base64.b64encode(from_wav(wav)).decode()
+    """A recording for the page's speaker, after half a second of silence (the recordings start with speech,
+    and the first moments of a new stream may not reach the connection's worklet)."""
+    return base64.b64encode(silence(500) + from_wav(wav)).decode()
 
 
 # The page plays PCM16 24 kHz recordings into a MediaStream (`speaker.stream`) when the test says so.
@@ -274,7 +276,7 @@ return { started: handle !== null, clientTurns: handle && handle.connection.clie
             has_words(line, WORDS[DOOR]) for line in lines
         )
 
-    deadline = time.monotonic() + 40  # the recording lasts ~9 s and starts anywhere in its loop
+    deadline = time.monotonic() + 40  # the recording lasts ~7 s and starts anywhere in its loop
     while not heard_both() and time.monotonic() < deadline:
         time.sleep(0.2)
     lines = page.execute_script("return window.live.completed")
