@@ -158,10 +158,16 @@ import(moduleUrl)
     return result["value"]
 
 
-def pcm_base64(wav: Path) -> str:
-    """A recording for the page's speaker, after half a second of silence (the recordings start with speech,
-    and the first moments of a new stream may not reach the connection's worklet)."""
-    return base64.b64encode(silence(500) + from_wav(wav)).decode()
+# What the page says in a turn, as 24 kHz PCM16 in base64: half a second of silence (the recording starts
+# with speech, and a new stream's first moments may not reach the connection's worklet), then the coffee
+# sentence twice. Played raw (no browser audio processing), PocketSphinx's words depend on where the turn's
+# audio starts, to the sample: over 300 random starts the sentence said once had none of I, WOULD, LIKE 7
+# times; said twice, none in 200 (the door sentence, twice, 16 times in 200).
+SAID = {"i", "would", "like"}
+
+
+def spoken_twice(wav: Path) -> str:
+    return base64.b64encode(silence(500) + from_wav(wav) + silence(300) + from_wav(wav)).decode()
 
 
 # The page plays PCM16 24 kHz recordings into a MediaStream (`speaker.stream`) when the test says so.
@@ -314,7 +320,7 @@ def test_commit_and_close_end_turns_on_demand(site: Site, page: Any) -> None:
         page,
         SPEAKER
         + """
-const [token, coffee, door] = args;
+const [token, sentence] = args;
 const session = await rt.createSession({ preset: "live" }, { headers: { Authorization: "Token " + token } });
 session.connect.client_turns = { silence_duration_ms: 10000, max_turn_ms: 120000 };
 const seen = { completed: [], errors: [] };
@@ -323,24 +329,25 @@ const connection = await rt.connectTranscription(session, speaker.stream, {
   onError: (error) => seen.errors.push(error.code + ": " + error.message),
 }, { transport: "websocket" });
 const before = connection.commit();  // nothing said yet
-await speaker.say(coffee);
+await speaker.say(sentence);
 const first = connection.commit();
 const again = connection.commit();  // nothing said since
 await until(() => seen.completed.length === 1, "the first transcript");
-await speaker.say(door);
-await connection.close();  // commits the second sentence and waits for its transcript
+await speaker.say(sentence);
+await connection.close();  // commits what was said since and waits for its transcript
 return { before, first, again, completed: seen.completed, errors: seen.errors,
          socket: connection.socket.readyState };
 """,
         site.token,
-        pcm_base64(COFFEE),
-        pcm_base64(DOOR),
+        spoken_twice(COFFEE),
     )
     assert (result["before"], result["first"], result["again"]) == (False, True, False)
     assert result["errors"] == []
+    # One transcript per turn, each of the sentence said in it (the second was said only once the first
+    # transcript had come).
     first, second = result["completed"]
-    assert has_words(first, WORDS[COFFEE]) and not has_words(first, WORDS[DOOR]), first
-    assert has_words(second, WORDS[DOOR]), second
+    assert SAID & set(first.lower().split()), first
+    assert SAID & set(second.lower().split()), second
     assert result["socket"] in (2, 3)  # CLOSING or CLOSED: close() closed it once the transcript was in
     connection = site.standin.realtime[-1]
     assert connection.wait_closed(WAIT) and connection.close_code == 1000
@@ -534,14 +541,14 @@ return pc.localDescription.sdp;
 
 def test_client_turns_over_webrtc(page: Any, sdp_relay: SdpRelay) -> None:
     """Over WebRTC a worklet measures the microphone's level and the commits go on the data channel: commit()
-    ends the first sentence, close() the second and waits for its transcript."""
+    ends the first turn, close() the second and waits for its transcript."""
     page.execute_script(
         """
-const [moduleUrl, relayUrl, coffee, door, body] = arguments;
+const [moduleUrl, relayUrl, sentence, body] = arguments;
 window.call = { completed: [], errors: [], states: [] };
 import(moduleUrl).then(async (rt) => {
   try {
-    await new Function("rt", "args", "return (async () => {" + body + "})();")(rt, [relayUrl, coffee, door]);
+    await new Function("rt", "args", "return (async () => {" + body + "})();")(rt, [relayUrl, sentence]);
   } catch (error) {
     window.call.thrown = String(error && error.stack || error);
   }
@@ -549,11 +556,10 @@ import(moduleUrl).then(async (rt) => {
 """,
         MODULE_PATH,
         sdp_relay.url,
-        pcm_base64(COFFEE),
-        pcm_base64(DOOR),
+        spoken_twice(COFFEE),
         SPEAKER
         + """
-const [relayUrl, coffee, door] = args;
+const [relayUrl, sentence] = args;
 const session = {
   client_secret: { value: "ek_webrtc_test", expires_at: Date.now() / 1000 + 60 },
   connect: { api: "ga", webrtc_url: relayUrl, transports: ["webrtc"],
@@ -565,11 +571,11 @@ const connection = await rt.connectTranscription(session, speaker.stream, {
   onStateChange: (state) => window.call.states.push(state),
 });
 window.call.transport = connection.transport;
-await speaker.say(coffee);
+await speaker.say(sentence);
 window.call.first = connection.commit();
 window.call.again = connection.commit();
 await until(() => window.call.completed.length === 1, "the first transcript");
-await speaker.say(door);
+await speaker.say(sentence);
 await connection.close();
 window.call.channel = connection.dataChannel.readyState;
 window.call.done = true;
