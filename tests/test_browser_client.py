@@ -8,9 +8,10 @@ API) in one Chromium that never logs in: the API sees only the `Authorization: T
 passes in `headers`. The fake microphone plays recorded speech (tests/speech/); where a test must know when
 speech ends, the page plays the recordings itself into a MediaStream instead.
 
-Over WebRTC the test plays OpenAI's part itself, with a second RTCPeerConnection in the page (the SDP
-exchange relayed through a small loopback endpoint here), so that it sees every event on the data channel
-and answers each commit.
+Over WebRTC, client turns run against the stand-in's own peer (aiortc) with real speech; commit(), close()
+and a call with no network path run against a second RTCPeerConnection in the page that plays OpenAI's part
+(the SDP exchange relayed through a small loopback endpoint here), so the test sees every event on the data
+channel and answers each commit itself.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .example_env import clean_environ, serving
 from .realtime_support import COFFEE, DOOR, WORDS, has_words
 
 # test_browser skips (or, with CI=true, fails) without Chromium, ChromeDriver or selenium.
-from .test_browser import WAIT, By, _free_port, quit_chromium, start_chromium
+from .test_browser import WAIT, WEBRTC_ON_LOOPBACK, By, _free_port, quit_chromium, start_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.no_database]
 
@@ -51,6 +52,8 @@ PRESETS = [
             "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "en"},
             "turn_detection": None,
         },
+        # Not the defaults (600 ms, 15 s): the client must take them from the 201's connect.client_turns.
+        "client_turns": {"silence_duration_ms": 500, "max_turn_ms": 20000},
         "overridable": ["languages", "keywords", "prompt"],
     },
     {
@@ -119,10 +122,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def page(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The module's URL in a Chromium whose microphone says the two sentences with a pause between them."""
+    """The module's URL in a Chromium whose microphone says the two sentences with a pause between them (and
+    that may reach the stand-in's WebRTC peer on loopback)."""
     pcm = silence(500) + from_wav(COFFEE) + silence(1200) + from_wav(DOOR) + silence(1500)
     wav = to_wav(pcm, tmp_path_factory.mktemp("microphone") / "speech.wav")
-    browser, profile = start_chromium(audio_file=wav)
+    browser, profile = start_chromium(audio_file=wav, arguments=WEBRTC_ON_LOOPBACK)
     try:
         browser.get(site.url + MODULE_PATH)
         # A click gives the page the user activation a real page's Start button gives it: browsers start an
@@ -166,8 +170,11 @@ import(moduleUrl)
 SAID = {"i", "would", "like"}
 
 
-def spoken_twice(wav: Path) -> str:
-    return base64.b64encode(silence(500) + from_wav(wav) + silence(300) + from_wav(wav)).decode()
+def spoken(wav: Path, times: int = 2) -> str:
+    pcm = silence(500) + from_wav(wav)
+    for _ in range(times - 1):
+        pcm += silence(300) + from_wav(wav)
+    return base64.b64encode(pcm).decode()
 
 
 # The page plays PCM16 24 kHz recordings into a MediaStream (`speaker.stream`) when the test says so.
@@ -271,7 +278,7 @@ return { started: handle !== null, clientTurns: handle && handle.connection.clie
     )
     assert started == {
         "started": True,
-        "clientTurns": {"silence_duration_ms": 600, "max_turn_ms": 15000},
+        "clientTurns": {"silence_duration_ms": 500, "max_turn_ms": 20000},  # the preset's
         "errors": [],
         "cookies": "",  # never logged in: the token alone authenticated the request
     }
@@ -314,6 +321,51 @@ return { started: handle !== null, clientTurns: handle && handle.connection.clie
     assert transcription["keywords"] == ["coffee", "door"]
 
 
+def test_client_turns_over_webrtc_with_the_standins_peer(site: Site, page: Any) -> None:
+    """The same over WebRTC: the stand-in's aiortc peer transcribes the Opus track, and the turns end where a
+    worklet measuring the microphone heard the pause."""
+    started = run(
+        page,
+        """
+window.rtc = { completed: [], errors: [] };
+window.rtc.handle = await rt.startTranscription({ preset: "live" }, {
+  onCompleted: ({ transcript }) => window.rtc.completed.push(transcript),
+  onError: (error) => window.rtc.errors.push(error.code + ": " + error.message),
+}, { headers: { Authorization: "Token " + args[0] }, transport: "webrtc" });
+return { transport: window.rtc.handle && window.rtc.handle.connection.transport, errors: window.rtc.errors };
+""",
+        site.token,
+    )
+    assert started == {"transport": "webrtc", "errors": []}
+    call = site.standin.realtime[-1]
+    assert call.transport == "webrtc"
+
+    def heard_both() -> bool:
+        lines = page.execute_script("return window.rtc.completed")
+        return any(has_words(line, WORDS[COFFEE]) for line in lines) and any(
+            has_words(line, WORDS[DOOR]) for line in lines
+        )
+
+    deadline = time.monotonic() + 40  # as over WebSocket
+    while not heard_both() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lines = page.execute_script("return window.rtc.completed")
+    assert heard_both(), (lines, call.sent_types())
+    assert not any(has_words(line, WORDS[COFFEE]) and has_words(line, WORDS[DOOR]) for line in lines), lines
+    errors = run(page, "await rtc.handle.close(); return rtc.errors;")
+    assert errors == []
+    assert call.wait_closed(WAIT)
+
+    assert call.session["audio"]["input"]["turn_detection"] is None
+    commits = [event for event in call.received if event["type"] == "input_audio_buffer.commit"]
+    assert len(commits) >= 2 and all(event["event_id"].startswith("evt_rts_commit_") for event in commits)
+    assert {event["type"] for event in call.received} <= {
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
+    }
+    assert "error" not in call.sent_types()
+
+
 def test_commit_and_close_end_turns_on_demand(site: Site, page: Any) -> None:
     """With a silence longer than the test, only commit() and close() end turns."""
     result = run(
@@ -339,7 +391,7 @@ return { before, first, again, completed: seen.completed, errors: seen.errors,
          socket: connection.socket.readyState };
 """,
         site.token,
-        spoken_twice(COFFEE),
+        spoken(COFFEE),
     )
     assert (result["before"], result["first"], result["again"]) == (False, True, False)
     assert result["errors"] == []
@@ -556,7 +608,7 @@ import(moduleUrl).then(async (rt) => {
 """,
         MODULE_PATH,
         sdp_relay.url,
-        spoken_twice(COFFEE),
+        spoken(COFFEE, times=1),  # no recognition here: the page answers the commits
         SPEAKER
         + """
 const [relayUrl, sentence] = args;
