@@ -1,13 +1,10 @@
 """tests.settings for a site whose API also takes DRF token authentication, served in a subprocess by
-tests/test_browser_client.py: static files (the browser client), `rest_framework.authtoken`, a SQLite file and
-the OpenAI stand-in named by the environment."""
+tests/test_browser_client.py: a SQLite file and the OpenAI stand-in named by the environment."""
 
 import os
 
 from .settings import *  # noqa: F403
 
-INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.staticfiles", "rest_framework.authtoken"]  # noqa: F405
-STATIC_URL = "/static/"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["RT_CLIENT_DATABASE"]}}
 # Session authentication first, as on most sites: a request with a token must not be claimed by it (the client
 # sends no cookie with an Authorization header, so there is no session to check CSRF for).

@@ -34,7 +34,7 @@ from django_rt_sessions.testing import Delay, Error, OpenAIStandIn
 from django_rt_sessions.testing.audio import from_wav, silence, to_wav
 
 from .example_env import clean_environ, serving
-from .realtime_support import COFFEE, DOOR, WORDS, has_words
+from .realtime_support import COFFEE, DOOR, WORDS, has_words, spoken_words
 
 # test_browser skips (or, with CI=true, fails) without Chromium, ChromeDriver or selenium.
 from .test_browser import WAIT, WEBRTC_ON_LOOPBACK, By, _free_port, quit_chromium, start_chromium
@@ -398,8 +398,8 @@ return { before, first, again, completed: seen.completed, errors: seen.errors,
     # One transcript per turn, each of the sentence said in it (the second was said only once the first
     # transcript had come).
     first, second = result["completed"]
-    assert SAID & set(first.lower().split()), first
-    assert SAID & set(second.lower().split()), second
+    assert SAID & set(spoken_words(first)), first
+    assert SAID & set(spoken_words(second)), second
     assert result["socket"] in (2, 3)  # CLOSING or CLOSED: close() closed it once the transcript was in
     connection = site.standin.realtime[-1]
     assert connection.wait_closed(WAIT) and connection.close_code == 1000
