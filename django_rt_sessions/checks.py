@@ -11,16 +11,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import checks
 
-from .conf import NON_ATOMIC_CACHES, UNSHARED_CACHES, rate_limit_cache_backend, rt_settings
+from .conf import NON_ATOMIC_CACHES, UNSHARED_CACHES, is_loopback, rate_limit_cache_backend, rt_settings
 from .testing.extras import REDIS, install_hint
 
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 TIMEOUT_RANGE = (0.1, 120.0)
 MAX_RETRIES_RANGE = (0, 10)
-
-
-def _is_loopback(host: str | None) -> bool:
-    return bool(host) and (host in LOOPBACK_HOSTS or host.startswith("127."))  # type: ignore[union-attr]
 
 
 @checks.register()
@@ -66,7 +61,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="rt_sessions.E004",
             )
         )
-    if base.scheme != "https" and not settings.DEBUG and not _is_loopback(base.hostname):
+    if base.scheme != "https" and not settings.DEBUG and not is_loopback(base.hostname):
         messages.append(
             checks.Error(
                 f"RT_SESSIONS['BASE_URL'] is {rt_settings.BASE_URL!r}: the API key would travel unencrypted.",

@@ -146,3 +146,12 @@ def rate_limit_cache_backend() -> tuple[str, str]:
     """The alias of the cache the rate limits count in (`RATELIMIT_USE_CACHE`) and its BACKEND path."""
     alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
     return alias, str((getattr(settings, "CACHES", None) or {}).get(alias, {}).get("BACKEND", ""))
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a URL's host is this machine: plain http/ws is accepted there, and a browser reaches a WebRTC
+    peer there only with a flag (docs/testing.md)."""
+    return bool(host) and (host in LOOPBACK_HOSTS or str(host).startswith("127."))

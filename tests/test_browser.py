@@ -405,8 +405,8 @@ def console_errors(driver: Any) -> list[dict[str, Any]]:
     return [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
 
 
-def load_home(driver: Any, url: str) -> None:
-    driver.get(f"{url}/")
+def load_home(driver: Any, url: str, query: str = "") -> None:
+    driver.get(f"{url}/{query}")
     wait(driver, lambda d: d.find_element(By.ID, "get-session").is_enabled(), "the presets did not load")
 
 
@@ -540,7 +540,8 @@ def test_log_in_get_a_session_and_count_down(site: Site, driver: Any) -> None:
 
 def test_start_asks_for_the_microphone_then_posts_the_sdp_offer(site: Site, signed_in: Any) -> None:
     driver = signed_in
-    load_home(driver, site.url)
+    # WebRTC by name: "auto" takes WebSocket first from an upstream on loopback, as this one is.
+    load_home(driver, site.url, "?transport=webrtc")
     Select(driver.find_element(By.ID, "preset")).select_by_value("meetings-fr")
     site.front.calls.clear()
     site.front.mode = "refuse"
@@ -790,7 +791,8 @@ def test_transcript_events_over_a_real_webrtc_connection(site: Site, signed_in: 
     """A second Chromium plays OpenAI's side: it answers the page's SDP offer and sends transcription events
     on the "oai-events" data channel, over a real (loopback) WebRTC connection."""
     driver = signed_in
-    load_home(driver, site.url)
+    # WebRTC by name: "auto" takes WebSocket first from an upstream on loopback, as this one is.
+    load_home(driver, site.url, "?transport=webrtc")
     site.front.mode = "relay"
     openai, profile = start_chromium()
     try:

@@ -236,7 +236,9 @@ def test_a_fresh_site_set_up_as_the_docs_say_issues_a_key(
         assert body["preset"] == presets[0]["name"]
         assert body["input_audio_transcription"]["language"] == "fr"
         if document == "README.md":
-            transcribe_on_the_readmes_page(url, standin, tmp_path)
+            transcribe_on_the_readmes_page(
+                url, standin, tmp_path
+            )  # "auto": WebSocket, the stand-in is on loopback
     finally:
         server.terminate()
         try:

@@ -15,11 +15,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 import requests.auth
 from django.views.decorators.debug import sensitive_variables
 
+from ..conf import is_loopback
 from ..errors import IssueError
 from ..redaction import redact
 from ..sessions.catalog import transports_for
@@ -117,14 +119,19 @@ class Upstream:
     def connect_info(self, base_url: str, session: Mapping[str, Any]) -> dict[str, Any]:
         """Where the browser connects with the ephemeral key (returned to it as `connect`).
 
-        `transports` lists what the session's model supports, preferred first.
+        `transports` lists what the session's model supports, preferred first. An upstream on loopback (the
+        local stand-in) gets WebSocket first: browsers reach a loopback WebRTC peer only when started with a
+        flag, and a page whose "auto" transport picked WebRTC would fail there.
         """
         ws_base = re.sub(r"^http", "ws", base_url)
+        transports = list(transports_for(model_of(session)))
+        if is_loopback(urlsplit(base_url).hostname) and "websocket" in transports:
+            transports = ["websocket", *(t for t in transports if t != "websocket")]
         return {
             "api": self.api,
             "webrtc_url": f"{base_url}{self.webrtc_path}",
             "websocket_url": f"{ws_base}/realtime?intent=transcription",
-            "transports": list(transports_for(model_of(session))),
+            "transports": transports,
         }
 
     def check_config(self, config: UpstreamConfig) -> str | None:

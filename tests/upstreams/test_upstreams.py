@@ -26,6 +26,7 @@ from django_rt_sessions.models import SessionPreset, TokenRequest
 from django_rt_sessions.testing import Delay, Error, Garbage, Hang, RateLimit, Reset
 from django_rt_sessions.testing.validation import schema_validator
 from django_rt_sessions.upstreams import UpstreamConfig, UpstreamFailure, get_upstream, transport
+from django_rt_sessions.upstreams.openai import OpenAIUpstream
 
 from ..conftest import SESSION, post, set_rt
 
@@ -724,7 +725,7 @@ def test_direct_call_maps_429(openai_standin: Any) -> None:
 
 @pytest.mark.parametrize(
     ("model", "transports"),
-    [("gpt-transcribe", ["websocket"]), ("gpt-live-transcribe", ["webrtc", "websocket"])],
+    [("gpt-transcribe", ["websocket"]), ("gpt-live-transcribe", ["websocket", "webrtc"])],
 )
 def test_connect_lists_the_transports_of_the_sessions_model(
     api: Client, preset: SessionPreset, upstream: Any, model: str, transports: list[str]
@@ -734,6 +735,23 @@ def test_connect_lists_the_transports_of_the_sessions_model(
     response = post(api, {})
     assert response.status_code == 201, response.content
     assert response.json()["connect"]["transports"] == transports
+
+
+@pytest.mark.parametrize(
+    ("base_url", "transports"),
+    [
+        ("https://api.openai.com/v1", ["webrtc", "websocket"]),  # OpenAI's order: WebRTC preferred
+        (
+            "http://127.0.0.1:8765/v1",
+            ["websocket", "webrtc"],
+        ),  # a browser reaches loopback WebRTC only with a flag
+        ("http://localhost:8765/v1", ["websocket", "webrtc"]),
+        ("http://[::1]:8765/v1", ["websocket", "webrtc"]),
+    ],
+)
+def test_an_upstream_on_loopback_is_offered_websocket_first(base_url: str, transports: list[str]) -> None:
+    session = {"input_audio_transcription": {"model": "gpt-live-transcribe"}}
+    assert OpenAIUpstream().connect_info(base_url, session)["transports"] == transports
 
 
 @pytest.mark.parametrize(
