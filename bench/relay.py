@@ -517,7 +517,7 @@ def run_step(
 
 
 def profile(python: str, pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy recording the relay during the measured window (raw collapsed stacks, GIL holders only)."""
+    """py-spy recording the relay during the measured window (raw collapsed stacks of its busy threads)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     binary = str(Path(python).parent / "py-spy")
     return subprocess.Popen(  # noqa: S603
@@ -531,7 +531,8 @@ def profile(python: str, pid: int, output: Path, seconds: float) -> subprocess.P
             "--output",
             str(output),
             "--nonblocking",
-            "--gil",
+            "--rate",
+            "200",
             "--format",
             "raw",
             "--subprocesses",

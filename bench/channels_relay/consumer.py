@@ -17,6 +17,9 @@ configuration; the defaults are the design docs/… will recommend):
                                      (a thread hop per frame, all sessions queued on one thread);
                                      the relay touches the database only in the ticker, which uses
                                      database_sync_to_async (that closes old connections itself)
+                           loop      direct, and Channels' __call__ replaced by a plain receive() loop
+                                     (without a channel layer: Channels' await_many_dispatch makes a task
+                                     and an asyncio.wait for every message)
                            channels  Channels' own dispatch() for every message
   RT_BENCH_RELAY_LAYER     none      no channel layer (staff's end reaches the session through the ticker)
                            redis     channels-redis: each consumer in a group of its own (Channels then
@@ -41,6 +44,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from bench.channels_relay.frames import APPEND, append_audio_bytes, audio_bytes_of, parse_event
@@ -273,8 +277,18 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     # ------------------------------------------------------------------ the hot path
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if DISPATCH != "loop" or LAYER != "none":
+            await super().__call__(scope, receive, send)
+            return
+        # AsyncConsumer.__call__ without a channel layer, minus await_many_dispatch's task per message.
+        self.scope, self.channel_layer, self.base_send = scope, None, send
+        with contextlib.suppress(StopConsumer):
+            while True:
+                await self.dispatch(await receive())
+
     async def dispatch(self, message: dict[str, Any]) -> None:
-        if DISPATCH == "direct" and message["type"] == "websocket.receive":
+        if DISPATCH != "channels" and message["type"] == "websocket.receive":
             # No database work follows a frame: skip Channels' close_old_connections (a hop to the sync
             # thread, shared by every session of the process) for the one message type that is hot.
             text = message.get("text")

@@ -1,26 +1,29 @@
 """Recognising an `input_audio_buffer.append` frame without parsing it, and counting its audio.
 
 Nearly every frame a relay forwards is an append (25 a second per session with 40 ms chunks), and its
-audio is 95 % of its text. `json.loads` of such a frame costs about 3 µs on this machine and decoding the
-base64 as much again; the check below costs about 0.5 µs and decodes nothing.
+audio is 95 % of its text. The check below costs about 3 µs per 1.7 KB frame on this machine, `json.loads`
+with the type check about 1.3 times that, with duplicate keys refused about 1.5 times, and decoding the
+base64 to count the audio as much again: small beside what a frame costs in the ASGI server and Channels
+(bench/relay_pieces.py measures each), but free to have.
 
 The check is the whole grammar of one shape, not a prefix test: the exact opening the browsers and the
 official SDKs write (`{"type":"input_audio_buffer.append","audio":"` or with the spaces of Python's
-`json.dumps`), a run of printable ASCII without a quote or a backslash, and then either `"}` or one
-`event_id` of plain characters. Whatever it accepts is therefore valid JSON with exactly those keys, each
-once: no duplicate `"type"` can ride along (JSON parsers disagree on which duplicate wins, so a relay that
-forwards text it recognised by a prefix could be made to forward a `session.update`). Everything else
-(other key orders, escapes, other events) takes the slow path: `json.loads`, duplicate keys refused.
+`json.dumps`), a run of base64 characters, and then either `"}` or one `event_id` of plain characters.
+Whatever it accepts is therefore valid JSON with exactly those keys, each once: no duplicate `"type"` can
+ride along (JSON parsers disagree on which duplicate wins, so a relay that forwards text it recognised by
+a prefix could be made to forward a `session.update`). Everything else (other key orders, escapes, other
+events) takes the slow path: `json.loads`, duplicate keys refused.
 
-The audio is counted from the base64 length: 3 bytes per 4 characters, minus the padding. Invalid base64
-is not the relay's to judge (the upstream answers it with its own error); it is counted as if it were
-audio, so a client cannot stream more than it is metered for.
+The audio is counted from the base64 length, 3 bytes per 4 characters minus the padding, without decoding
+it: only the base64 alphabet passes, so for valid base64 (padded or not) the count is the decoded length;
+a misplaced `=` is the upstream's to refuse (it answers with its own error).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import string
 from typing import Any
 
 APPEND = "input_audio_buffer.append"
@@ -29,6 +32,7 @@ _OPENINGS = (
     '{"type": "input_audio_buffer.append", "audio": "',  # Python's json.dumps (openai-python)
 )
 _EVENT_ID_TAIL = re.compile(r'", ?"event_id": ?"[A-Za-z0-9_.:-]{1,64}"\}')
+_BASE64 = (string.ascii_letters + string.digits + "+/=").encode()
 
 
 def append_audio_bytes(text: str) -> int | None:
@@ -48,11 +52,12 @@ def append_audio_bytes(text: str) -> int | None:
         or (tail_length > 2 and _EVENT_ID_TAIL.fullmatch(text, end) is not None)
     ):
         return None
-    audio = text[start:end]
-    if not audio.isprintable() or "\\" in audio:
-        return None  # control characters (not JSON) or escapes: the slow path decides
-    padding = 2 if audio.endswith("==") else 1 if audio.endswith("=") else 0
-    return len(audio) * 3 // 4 - padding
+    # Deleting the base64 alphabet leaves nothing (one C loop over the bytes; str methods that could say
+    # the same, isprintable() or a regular expression, cost 2-3 times more).
+    if text.encode()[start:end].translate(None, _BASE64):
+        return None
+    padding = 2 if text[end - 2 : end] == "==" else 1 if text[end - 1] == "=" else 0
+    return (end - start) * 3 // 4 - padding
 
 
 class DuplicateKey(ValueError):
