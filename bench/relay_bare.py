@@ -2,14 +2,15 @@
 
     python bench/relay_bare.py --port 8000 --upstream ws://127.0.0.1:8791 [--parse json|prefix]
 
-One process, uvloop, websockets' asyncio server for the clients and websockets' asyncio client (the
-library the relay's upstream client uses) for one upstream socket per session: each text frame is
-forwarded as it came, in both directions, by two tasks; the `finally` closes the other side. No
-compression on either side (the relay configurations turn it off too: see bench/relay.py).
+One process on uvloop (as the relay under uvicorn), websockets' asyncio server for the clients and
+websockets' asyncio client (the library the relay's upstream client uses) for one upstream socket per
+session: each text frame is forwarded as it came, in both directions, by two tasks; the `finally` closes
+the other side. No compression on either side (the relay configurations turn it off too: see
+bench/relay.py).
 
 --parse json adds what a forwarder that looks at its frames adds: `json.loads` of every frame and a check
-of its type (the bench's "bare+json" configuration); --parse prefix the relay's cheap recognition of an
-append (bench/channels_relay/frames.py).
+of its type (bench/relay.py's "bare-json"); --parse prefix the relay's recognition of an append
+(bench/channels_relay/frames.py).
 """
 
 from __future__ import annotations
@@ -94,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True, help="the sink's ws:// base URL")
     parser.add_argument("--parse", choices=("none", "json", "prefix"), default="none")
     args = parser.parse_args(argv)
-    import uvloop
-
-    uvloop.run(main_async(args.host, args.port, args.upstream, args.parse))
+    try:
+        import uvloop
+    except ImportError:  # uvicorn[standard] brings it; plain asyncio otherwise
+        asyncio.run(main_async(args.host, args.port, args.upstream, args.parse))
+    else:
+        uvloop.run(main_async(args.host, args.port, args.upstream, args.parse))
     return 0
 
 

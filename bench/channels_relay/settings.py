@@ -31,7 +31,17 @@ if os.environ.get("RT_BENCH_RELAY_LAYER", "none") == "redis":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ.get("RT_BENCH_RELAY_REDIS_URL", "redis://127.0.0.1:6379/12")]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": os.environ.get("RT_BENCH_RELAY_REDIS_URL", "redis://127.0.0.1:6379/12"),
+                        # redis-py 8 reads with a 5 s timeout by default; the layer's receive is a
+                        # blocking BZPOPMIN of up to 5 s, so every idle consumer would crash
+                        # (channels_redis issue #422).
+                        "socket_timeout": None,
+                    }
+                ]
+            },
         }
     }
 LOGGING = {
