@@ -12,15 +12,15 @@ every 5 s it saves the counters that changed (one UPDATE for all of them, off th
 Knobs, environment variables read once when the process starts (bench/relay.py sets them per
 configuration; the defaults are the design docs/… will recommend):
 
-  RT_BENCH_RELAY_DISPATCH  direct    frames go straight to receive(): Channels' dispatch() runs
+  RT_BENCH_RELAY_DISPATCH  loop      frames go straight to receive() (below), and Channels' __call__ is
+                                     a plain receive() loop: without a channel layer, Channels'
+                                     await_many_dispatch makes a task and an asyncio.wait per message
+                           direct    frames go straight to receive(): Channels' dispatch() runs
                                      `close_old_connections` in the sync thread before every message
-                                     (a thread hop per frame, all sessions queued on one thread);
-                                     the relay touches the database only in the ticker, which uses
+                                     (a thread hop per frame, all sessions queued on one thread); the
+                                     relay touches the database only in the ticker, which uses
                                      database_sync_to_async (that closes old connections itself)
-                           loop      direct, and Channels' __call__ replaced by a plain receive() loop
-                                     (without a channel layer: Channels' await_many_dispatch makes a task
-                                     and an asyncio.wait for every message)
-                           channels  Channels' own dispatch() for every message
+                           channels  Channels' own __call__ and dispatch() for every message
   RT_BENCH_RELAY_LAYER     none      no channel layer (staff's end reaches the session through the ticker)
                            redis     channels-redis: each consumer in a group of its own (Channels then
                                      waits on the socket and the layer for every message)
@@ -50,7 +50,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from bench.channels_relay.frames import APPEND, append_audio_bytes, audio_bytes_of, parse_event
 from bench.channels_relay.models import BenchRelaySession
 
-DISPATCH = os.environ.get("RT_BENCH_RELAY_DISPATCH", "direct")
+DISPATCH = os.environ.get("RT_BENCH_RELAY_DISPATCH", "loop")
 LAYER = os.environ.get("RT_BENCH_RELAY_LAYER", "none")
 UPSTREAM = os.environ.get("RT_BENCH_RELAY_UPSTREAM", "websockets")
 PARSE = os.environ.get("RT_BENCH_RELAY_PARSE", "prefix")
