@@ -17,8 +17,8 @@ user + system) in seconds per session-minute, the cores the sink, the clients an
 machine used meanwhile, and how late the clients' own timer ran. A try passes when every session opened
 and stayed open, the p99 is at most 50 ms and the clients kept their schedule; a step passes when one of
 up to --tries tries does (the machine's other work can only disturb a try, never help it); N grows until
-a step fails. The table at the end has each configuration's largest passing N and its CPU per
-session-minute, with ratios to the bare forwarder's.
+--stop-after steps in a row fail. The table at the end has each configuration's largest passing N and its
+CPU per session-minute, with ratios to the bare forwarder's.
 
 Configurations (--configs, comma-separated):
 
@@ -31,9 +31,9 @@ Configurations (--configs, comma-separated):
   daphne                      the same consumer under daphne (Twisted, autobahn)
 
 and variants of any of them: CONFIG+KNOB=VALUE[+KNOB=VALUE…], where KNOB is one of the consumer's knobs
-(bench/channels_relay/consumer.py: DISPATCH, LAYER, UPSTREAM, PARSE, TIMERS) or, for uvicorn, DEFLATE=on
-(uvicorn's default: permessage-deflate negotiated with clients that offer it, as browsers do). Every
-configuration runs with DEBUG off, no access log, warnings only.
+(bench/channels_relay/consumer.py: DISPATCH, LAYER, UPSTREAM, PARSE, TIMERS, SAVE, GC) or, for uvicorn,
+DEFLATE=on (uvicorn's default: permessage-deflate negotiated with clients that offer it, as browsers do).
+Every configuration runs with DEBUG off, no access log, warnings only.
 
 Prerequisites: the relay extra's packages in the virtualenv (channels, channels-redis, daphne,
 uvicorn[standard], websockets, aiohttp), PostgreSQL on 127.0.0.1:5432 (RT_BENCH_RELAY_DATABASE_URL; the
@@ -82,7 +82,7 @@ DEFAULT_CONFIGS = (
     "daphne",
 )
 BASES = (*DEFAULT_CONFIGS,)
-KNOBS = ("DISPATCH", "LAYER", "UPSTREAM", "PARSE", "TIMERS")
+KNOBS = ("DISPATCH", "LAYER", "UPSTREAM", "PARSE", "TIMERS", "SAVE", "GC")
 DEFAULT_STEPS = (25, 50, 100, 200, 300, 400, 500, 600, 800, 1000)
 
 # The targets (docs/deployment.md will state them): p99 of the added latency, and what the relay must hold.
@@ -132,6 +132,7 @@ class Step:
     load_before: str = ""
     note: str = ""
     tries: int = 1
+    spikes: list[list[float]] = field(default_factory=list)  # [s after T0, worst ms] of the worst 100 ms
 
     @property
     def lost(self) -> int:
@@ -511,6 +512,7 @@ def run_step(
         step.received = report["received"]
         step.p50_ms, step.p99_ms = report["p50_ms"], report["p99_ms"]
         step.p999_ms, step.max_ms = report["p999_ms"], report["max_ms"]
+        step.spikes = report.get("spikes", [])
         if spy is not None:
             spy.wait(timeout=120)
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
@@ -551,6 +553,13 @@ def profile(python: str, pid: int, output: Path, seconds: float) -> subprocess.P
 # --------------------------------------------------------------------------- output
 
 
+_VERBOSE = {"on": False}
+
+
+def args_verbose() -> bool:
+    return _VERBOSE["on"]
+
+
 def fmt(value: float, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -569,6 +578,9 @@ def print_step(step: Step) -> None:
         f" clients late {fmt(step.client_lag_p99_ms, 1)} ms; load {step.load_before}: {verdict}",
         flush=True,
     )
+    if args_verbose() and step.spikes:
+        worst = ", ".join(f"{at:g} s: {ms:.0f}" for at, ms in step.spikes)
+        print(f"      worst 100 ms of the window (s after its start: ms): {worst}", flush=True)
 
 
 @dataclass
@@ -684,6 +696,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="clients do not offer permessage-deflate (browsers do)",
     )
     parser.add_argument("--json", type=Path, help="also write every step to this file")
+    parser.add_argument(
+        "--spikes", action="store_true", help="print when each step's slowest frames were sent (stalls)"
+    )
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=2,
+        help="stop raising N for a configuration after this many failed steps in a row (default 2: one"
+        " step can fail on the machine's other work)",
+    )
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(
         "--profile", type=Path, help="py-spy the --profile-configs' relay during each window, into DIR"
@@ -707,6 +729,7 @@ def ramp_for(args: argparse.Namespace, sessions: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _VERBOSE["on"] = args.spikes
     # SIGTERM unwinds like Ctrl-C: every process this run started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     python = venv_python()
@@ -734,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         # Configurations take turns at each N, so that a change in the machine's other load (the "others"
         # column) falls on all of them rather than on the one that happened to run then.
         alive = list(args.configs)
+        failures_in_a_row = {config.name: 0 for config in args.configs}
         for sessions in args.steps:
             step_args = argparse.Namespace(**{**vars(args), "ramp": ramp_for(args, sessions)})
             for config in list(alive):
@@ -747,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
                     step.tries = tries
                     print_step(step)
                 steps.append(step)
-                if not step.passed and not args.keep_going:
+                failures_in_a_row[config.name] = 0 if step.passed else failures_in_a_row[config.name] + 1
+                if failures_in_a_row[config.name] >= args.stop_after and not args.keep_going:
                     alive.remove(config)
             if not alive:
                 break

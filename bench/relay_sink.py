@@ -45,13 +45,20 @@ class Counts:
         self.open = 0
         self.other_frames = 0
 
-    def report(self, start_ns: int, end_ns: int, expected: int) -> dict[str, float | int]:
-        latencies = sorted(
-            (arrived - sent) / 1e6
-            for sent, arrived in zip(self.sent, self.arrived, strict=True)
-            if start_ns <= sent < end_ns
-        )
+    def report(self, start_ns: int, end_ns: int, expected: int) -> dict[str, object]:
+        latencies = []
+        worst: dict[int, float] = {}  # 100 ms of send time -> the worst latency of its frames
+        for sent, arrived in zip(self.sent, self.arrived, strict=True):
+            if start_ns <= sent < end_ns:
+                latency = (arrived - sent) / 1e6
+                latencies.append(latency)
+                bucket = (sent - start_ns) // 100_000_000
+                if latency > worst.get(bucket, 0.0):
+                    worst[bucket] = latency
+        latencies.sort()
         self.sent, self.arrived = array("q"), array("q")
+        # When the slowest frames were sent (s after T0): periodic stalls (a saver, the collector) show.
+        spikes = sorted(worst.items(), key=lambda item: -item[1])[:8]
         received = len(latencies)
         total = max(expected, received)
         return {
@@ -62,6 +69,7 @@ class Counts:
             "p99_ms": quantile(latencies, 0.99, total),
             "p999_ms": quantile(latencies, 0.999, total),
             "max_ms": latencies[-1] if latencies else float("nan"),
+            "spikes": [[round(bucket / 10, 1), round(latency, 1)] for bucket, latency in sorted(spikes)],
         }
 
 

@@ -7,7 +7,7 @@ the session's audio limit (one integer comparison: exact however fast the client
 unchanged; anything else is parsed, checked against the allowed types and forwarded or answered with an
 `error` event. Beside it, one ticker per process (not a timer per session): every second it ends
 sessions that went idle or reached their wall-clock limit and those staff asked to end (one query), and
-every 5 s it saves the counters that changed (one UPDATE for all of them, off the event loop).
+every 5 s it saves the counters that changed (one executemany, off the event loop).
 
 Knobs, environment variables read once when the process starts (bench/relay.py sets them per
 configuration; the defaults are the design docs/… will recommend):
@@ -30,6 +30,14 @@ configuration; the defaults are the design docs/… will recommend):
   RT_BENCH_RELAY_TIMERS    shared    one ticker per process
                            session   a task per session waking every second, saving its own row every 5 s
                            frame     an idle timer per session re-armed on every frame (call_later)
+  RT_BENCH_RELAY_SAVE      many      the ticker saves the changed counters with one executemany of plain
+                                     UPDATEs (psycopg pipelines them)
+                           bulk      with Django's bulk_update (one UPDATE with a CASE per column): its
+                                     SQL is built in Python, holding the GIL for tens of ms every 5 s
+                                     at 300 sessions, and the event loop stalls (a p99 of 50-85 ms)
+                           none      not at all (to see what saving costs)
+  (RT_BENCH_RELAY_GC       tuned: gc.freeze() after start-up and thresholds 50000,20,100, as
+                           example_project/gunicorn.conf.py does; default: Python's; read in asgi.py)
   RT_BENCH_RELAY_UPSTREAM_URL  the upstream's ws:// base (the sink: bench/relay_sink.py)
 """
 
@@ -46,6 +54,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import connection
 
 from bench.channels_relay.frames import APPEND, append_audio_bytes, audio_bytes_of, parse_event
 from bench.channels_relay.models import BenchRelaySession
@@ -55,6 +64,7 @@ LAYER = os.environ.get("RT_BENCH_RELAY_LAYER", "none")
 UPSTREAM = os.environ.get("RT_BENCH_RELAY_UPSTREAM", "websockets")
 PARSE = os.environ.get("RT_BENCH_RELAY_PARSE", "prefix")
 TIMERS = os.environ.get("RT_BENCH_RELAY_TIMERS", "shared")
+SAVE = os.environ.get("RT_BENCH_RELAY_SAVE", "many")
 UPSTREAM_URL = os.environ.get("RT_BENCH_RELAY_UPSTREAM_URL", "ws://127.0.0.1:8791").rstrip("/")
 
 API_KEY = "sk-bench-not-a-real-key"
@@ -210,7 +220,7 @@ class Ticker:
                         if consumer.row_id == session_id:
                             self.end_soon(consumer, "ended_by_staff")
                 self.staff_checked_at = datetime.now(timezone.utc) - _CLOCK_SLACK
-            if self.ticks % SAVE_EVERY_TICKS == 0:
+            if self.ticks % SAVE_EVERY_TICKS == 0 and SAVE != "none":
                 changed = [c.counters() for c in self.sessions if c.audio_bytes != c.saved_bytes]
                 if changed:
                     with contextlib.suppress(Exception):
@@ -234,8 +244,17 @@ def staff_ended(since: datetime) -> list[int]:
 
 @database_sync_to_async
 def save_counters(rows: list[tuple[int, int]]) -> None:
-    """One UPDATE for every session whose counters changed (Django's bulk_update: a CASE per column)."""
+    """The counters that changed: one executemany of an UPDATE per session, or one UPDATE for all of them
+    (Django's bulk_update: a CASE per column) with RT_BENCH_RELAY_SAVE=bulk."""
     now = datetime.now(timezone.utc)
+    if SAVE != "bulk":
+        table = BenchRelaySession._meta.db_table  # the model's own table name, not input
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET audio_bytes = %s, last_seen_at = %s WHERE id = %s",  # noqa: S608
+                [(audio, now, pk) for pk, audio in rows],
+            )
+        return
     objects = [BenchRelaySession(pk=pk, audio_bytes=audio, last_seen_at=now) for pk, audio in rows]
     BenchRelaySession.objects.bulk_update(objects, ["audio_bytes", "last_seen_at"], batch_size=1000)
 
