@@ -1,0 +1,1 @@
+urlpatterns: list[object] = []  # WebSocket only (asgi.py); Django wants a URLconf
