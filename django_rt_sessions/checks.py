@@ -70,6 +70,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     messages.extend(_check_numbers())
+    messages.extend(_check_relay_settings())
     messages.extend(_check_rate_limit_cache())
     if not rt_settings.API_KEY:
         messages.append(
@@ -130,6 +131,40 @@ def _check_rate_limit_cache() -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+def _check_relay_settings() -> list[checks.CheckMessage]:
+    """RELAY_URL and RELAY_ALLOWED_ORIGINS: a malformed value would hand browsers a URL they cannot open,
+    or refuse (or let in) the wrong pages."""
+    from .relay.origins import origin_problem, relay_url_problem
+
+    messages: list[checks.CheckMessage] = []
+    relay_url = rt_settings._get("RELAY_URL")
+    problem = relay_url_problem(relay_url) if relay_url else None
+    if problem:
+        messages.append(
+            checks.Error(
+                f"RT_SESSIONS['RELAY_URL'] is {relay_url!r}: {problem}",
+                hint="Give the relay's base as browsers reach it, like 'wss://www.example.com/rt/relay' "
+                "(ws:// only on loopback); see docs/configuration.md.",
+                id="rt_sessions.E011",
+            )
+        )
+    origins = rt_settings._get("RELAY_ALLOWED_ORIGINS")
+    if not isinstance(origins, (list, tuple)):
+        problems = [f"{origins!r} is not a list"]
+    else:
+        problems = [f"{origin!r}: {origin_problem(origin)}" for origin in origins if origin_problem(origin)]
+    if problems:
+        messages.append(
+            checks.Error(
+                "RT_SESSIONS['RELAY_ALLOWED_ORIGINS'] has " + "; ".join(problems) + ".",
+                hint="List origins as browsers send them: scheme, host and port only, like "
+                "'https://app.example.com'; see docs/configuration.md.",
+                id="rt_sessions.E012",
+            )
+        )
+    return messages
 
 
 def _check_numbers() -> list[checks.CheckMessage]:

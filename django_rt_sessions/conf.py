@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_RETENTION_DAYS": 90,
     "PRESET_CACHE": True,
     "MODELS": {},
+    "RELAY_URL": None,
+    "RELAY_ALLOWED_ORIGINS": [],
 }
 
 
@@ -123,6 +125,18 @@ class Settings:
     def MODELS(self) -> Any:
         """Entries added to, or correcting, the shipped table of known models (sessions/catalog.py)."""
         return self._get("MODELS") or {}
+
+    @property
+    def RELAY_URL(self) -> str | None:
+        """The `wss://…/relay` base the 201 hands out for relay presets (None: derived from the request)."""
+        value = self._get("RELAY_URL")
+        return str(value).rstrip("/") if value else None
+
+    @property
+    def RELAY_ALLOWED_ORIGINS(self) -> list[str]:
+        """Browser origins besides the site's own that may open the relay (check rt_sessions.E012)."""
+        value = self._get("RELAY_ALLOWED_ORIGINS") or []
+        return [str(origin) for origin in value] if isinstance(value, (list, tuple)) else []
 
 
 rt_settings = Settings()

@@ -118,3 +118,50 @@ class IssueError(Exception):
         if self.errors:
             body["errors"] = self.errors
         return body
+
+
+# ------------------------------------------------------------------------------------------------- the relay
+# The relay speaks OpenAI's realtime protocol: a refused upgrade is an HTTP 4xx with OpenAI's error body
+# (where the ASGI server lets the app answer one), and everything after is an `error` event, before the close
+# when the session ends (docs/relay.md#errors).
+
+
+class RelayRefusal(NamedTuple):
+    status: int  # 401/403 where the ASGI server lets the app choose (daphne answers every refusal 403)
+    message: str
+
+
+RELAY_REFUSALS: dict[str, RelayRefusal] = {
+    "invalid_api_key": RelayRefusal(
+        401,
+        "No valid relay ticket: give the ticket from the session's client_secret.value as "
+        "'Authorization: Bearer rts_…' or, in a browser, as the subprotocol 'openai-insecure-api-key.rts_…'.",
+    ),
+    "ticket_expired": RelayRefusal(401, "The relay ticket has expired: ask the site for a new session."),
+    "ticket_used": RelayRefusal(401, "The relay ticket has already opened a session: ask for a new one."),
+    "origin_not_allowed": RelayRefusal(
+        403, "This page's origin may not open the relay (RT_SESSIONS['RELAY_ALLOWED_ORIGINS'])."
+    ),
+    "relay_unavailable": RelayRefusal(503, "The relay cannot check tickets right now; try again shortly."),
+}
+
+
+class RelayEvent(NamedTuple):
+    type: str  # the `error` event's error.type, as OpenAI's
+    message: str
+
+
+# code -> the `error` event the client gets. Each end's close code and end_reason are in docs/relay.md.
+RELAY_EVENTS: dict[str, RelayEvent] = {
+    "event_not_allowed": RelayEvent(
+        "invalid_request_error", "The relay does not forward this event; the session goes on."
+    ),
+    "invalid": RelayEvent("invalid_request_error", "The session update has an invalid value."),
+    "session_limit_reached": RelayEvent("invalid_request_error", "The session limit is reached."),
+    "quota_exceeded": RelayEvent(
+        "invalid_request_error", "Today's audio minutes for this preset are used up."
+    ),
+    "idle_timeout": RelayEvent("invalid_request_error", "No audio arrived for too long: the session ended."),
+    "session_ended": RelayEvent("invalid_request_error", "The site's staff ended this session."),
+    "upstream_error": RelayEvent("server_error", "The transcription service ended the session."),
+}

@@ -1,10 +1,12 @@
-"""The app's tables: presets, the audit log and daily quota counters (docs/presets.md, docs/audit.md)."""
+"""The app's tables: presets, the audit log, daily quota counters, and relayed sessions with their tickets
+(docs/presets.md, docs/audit.md, docs/relay.md)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .errors import Outcome
@@ -58,6 +60,12 @@ class SessionPreset(models.Model):
     groups = models.ManyToManyField(
         "auth.Group", blank=True, related_name="rt_session_presets", verbose_name=_("groups")
     )
+    # The relay options (docs/presets.md#relay-presets); sessions/fields.py RELAY_FIELDS describes them.
+    relay = models.BooleanField(_("relay sessions"), default=False)
+    max_session_seconds = models.PositiveIntegerField(_("longest session (seconds)"), default=900)
+    max_concurrent_sessions = models.PositiveSmallIntegerField(_("open sessions per user"), default=1)
+    daily_audio_minutes = models.FloatField(_("audio minutes per user per day"), null=True, blank=True)
+    idle_timeout_seconds = models.PositiveIntegerField(_("idle timeout (seconds)"), default=60)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("last changed"), auto_now=True)
     updated_by = models.ForeignKey(
@@ -206,3 +214,122 @@ class QuotaUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}/{self.preset_id} {self.day}: {self.count}"
+
+
+class RelayTicket(models.Model):
+    """A relay ticket (`rts_…`) as minted for a relay preset: single-use, bound to the user, the preset and
+    the planned session, expiring. Only its SHA-256 is kept (like the audit row's fingerprint); redeeming
+    it is one conditional UPDATE, so two connections presenting it at once cannot both open a session."""
+
+    fingerprint = models.CharField(_("ticket fingerprint"), max_length=64, unique=True)
+    session_id = models.CharField(_("relay session id"), max_length=40, unique=True)
+    token_request = models.ForeignKey(
+        TokenRequest, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("audit row")
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    preset = models.ForeignKey(SessionPreset, on_delete=models.CASCADE, related_name="+")
+    session = models.JSONField(_("planned session"))  # the beta endpoint's vocabulary, validated
+    created_at = models.DateTimeField(_("minted"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires at"), db_index=True)  # the sweep deletes old ones
+    redeemed_at = models.DateTimeField(_("redeemed at"), null=True, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
+
+    class Meta:
+        verbose_name = _("relay ticket")
+        verbose_name_plural = _("relay tickets")
+
+    def __str__(self) -> str:
+        # Never the ticket (only its fingerprint is stored anyway).
+        return f"relay ticket for {self.session_id}"
+
+
+class RelaySession(models.Model):
+    """One accepted relay connection, written before any audio is forwarded (docs/relay.md).
+
+    The counters are saved by the relay process at least every 5 s and at the end; a row whose process died
+    is closed as `relay_lost` by the sweep, with the audio counted up to its last save.
+    """
+
+    class EndReason(models.TextChoices):
+        CLIENT_CLOSED = "client_closed", _("client closed")
+        SESSION_LIMIT = "session_limit", _("session limit")
+        QUOTA_EXCEEDED = "quota_exceeded", _("audio minutes used up")
+        IDLE = "idle", _("idle")
+        ENDED_BY_STAFF = "ended_by_staff", _("ended by staff")
+        UPSTREAM_CLOSED = "upstream_closed", _("upstream closed")
+        UPSTREAM_ERROR = "upstream_error", _("upstream error")
+        RELAY_LOST = "relay_lost", _("relay process lost")
+
+    id = models.CharField(_("id"), max_length=40, primary_key=True)  # the 201's `id`
+    token_request = models.ForeignKey(
+        TokenRequest,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="relay_sessions",
+        verbose_name=_("audit row"),
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="rt_relay_sessions",
+        verbose_name=_("user"),
+    )
+    username = models.CharField(_("username"), max_length=150, blank=True)
+    preset = models.ForeignKey(
+        SessionPreset,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="relay_sessions",
+        verbose_name=_("preset"),
+    )
+    preset_name = models.CharField(_("preset name"), max_length=64, blank=True)
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    end_reason = models.CharField(_("end reason"), max_length=24, choices=EndReason.choices, blank=True)
+    audio_seconds = models.FloatField(_("audio (seconds)"), default=0.0)
+    upstream_audio_seconds = models.FloatField(_("upstream's audio (seconds)"), default=0.0)
+    upstream_tokens = models.PositiveIntegerField(_("upstream's tokens"), default=0)
+    turns = models.PositiveIntegerField(_("turns"), default=0)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
+    last_seen_at = models.DateTimeField(_("last saved"), default=timezone.now)
+    # Where it runs: the relay process (host:pid) and that process's channel on the channel layer, which
+    # staff's "End session" sends to from any host.
+    relay_process = models.CharField(_("relay process"), max_length=200, blank=True)
+    channel_name = models.CharField(max_length=200, blank=True)
+    end_requested_at = models.DateTimeField(_("end requested"), null=True, blank=True)
+    # While open, the session holds one of the preset's max_concurrent_sessions slots of its user: the
+    # unique constraint below makes "at most N open" exact across hosts without a lock.
+    slot = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = _("relay session")
+        verbose_name_plural = _("relay sessions")
+        permissions = [("end_relay_session", _("Can end a relay session"))]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "preset", "slot"],
+                condition=Q(slot__isnull=False),
+                name="rt_relay_one_session_per_slot",
+            ),
+        ]
+        indexes = [
+            # The admin's list (open first, newest first) and its 30-day minutes; a user's minutes today.
+            models.Index(fields=["started_at"], name="rt_relay_started"),
+            models.Index(fields=["user", "preset", "started_at"], name="rt_relay_user_day"),
+            # The sweep and staff's end: the open rows only.
+            models.Index(fields=["last_seen_at"], name="rt_relay_open", condition=Q(ended_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.username or '-'} {self.preset_name or '-'}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None

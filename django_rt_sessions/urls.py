@@ -15,6 +15,9 @@ urlpatterns = [
     path("transcription-sessions/", transcription_sessions, name="transcription-sessions"),
     # The same view without the slash: APPEND_SLASH cannot redirect a POST (a 500 under DEBUG, and a 301
     # that drops the body otherwise). Not in the OpenAPI schema (schema=None), which names the URL above.
+    # The relay's WebSocket (relay/routing.py serves it under the same prefix on the ASGI side). Over plain
+    # HTTP it only says so; its name gives the 201's connect.websocket_url its path.
+    path("relay/realtime", views.relay_over_http, name="relay"),
     path(
         "transcription-sessions",
         transaction.non_atomic_requests(views.TranscriptionSessionView.as_view(schema=None)),

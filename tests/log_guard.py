@@ -1,4 +1,4 @@
-"""A suite-wide guard: no API key and no ephemeral key in any log record, at any level.
+"""A suite-wide guard: no API key, no ephemeral key and no relay ticket in any log record, at any level.
 
 `LogGuard` attaches a handler to the root logger with the root level lowered to DEBUG, keeps every record as
 text (message, `repr(args)`, formatted `exc_info` and `stack_info`), and `check()` raises `SecretLogged`
@@ -6,7 +6,8 @@ naming the logger, level and kind of secret (never the secret itself) if any tex
 
 - an API key in use: given explicitly, or read from `RT_SESSIONS["API_KEY"]` and the `OPENAI_API_KEY`
   environment variable at setup, at every record (a test may change them midway) and at check time;
-- an ephemeral key: given explicitly (the stand-in's `issued` list), or anything shaped `ek_<16+ hex>`.
+- an ephemeral key: given explicitly (the stand-in's `issued` list), or anything shaped `ek_<16+ hex>`;
+- a relay ticket: anything shaped `rts_<20+ URL-safe characters>` (a ticket is `rts_` and 43 of them).
 
 Django is optional (the guard also runs in pytester's inner runs, where it is not configured). The conftest
 wires it as an autouse fixture; `tests/test_security.py` proves it trips. `secrets_in_output()` applies the
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 EPHEMERAL_KEY = re.compile(r"ek_[0-9a-f]{16,}")
+RELAY_TICKET = re.compile(r"rts_[A-Za-z0-9_-]{20,}")
 # Shorter "keys" (tests use throwaway values such as "sk-test") would match unrelated text.
 MIN_SECRET_LENGTH = 8
 FAILURE_TITLE = "A secret was written to the logs"
@@ -119,8 +121,10 @@ def secrets_found(
         found = sorted({kind for key, kind in named.items() if key in text})
         if EPHEMERAL_KEY.search(text) and "ephemeral key" not in found:
             found.append("ephemeral key (ek_ pattern)")
+        if RELAY_TICKET.search(text):
+            found.append("relay ticket (rts_ pattern)")
         if found:
-            shown = EPHEMERAL_KEY.sub("ek_[…]", text)
+            shown = RELAY_TICKET.sub("rts_[…]", EPHEMERAL_KEY.sub("ek_[…]", text))
             for key in named:
                 shown = shown.replace(key, "[secret]")
             problems.append(f"  {level} {logger}: {', '.join(found)} in {shown[:300]!r}")

@@ -133,6 +133,8 @@ def test_check_ids_are_unique_per_problem(settings: Any) -> None:
         "unshared cache": {"_cache": "django.core.cache.backends.locmem.LocMemCache"},
         "non-atomic cache": {"_cache": "django.core.cache.backends.redis.RedisCache"},
         "no such cache": {"_alias": "missing"},
+        "bad relay url": {"RELAY_URL": "https://example.com/rt/relay"},
+        "bad relay origins": {"RELAY_ALLOWED_ORIGINS": ["example.com"]},
     }
     ids_by_problem: dict[str, set[str]] = {}
     hints_by_id: dict[str, set[str]] = {}
@@ -160,6 +162,8 @@ def test_check_ids_are_unique_per_problem(settings: Any) -> None:
         "unshared cache": {"rt_sessions.E007"},
         "non-atomic cache": {"rt_sessions.W006"},
         "no such cache": {"rt_sessions.E009"},
+        "bad relay url": {"rt_sessions.E011"},
+        "bad relay origins": {"rt_sessions.E012"},
     }
     assert all(len(hints) == 1 for hints in hints_by_id.values())
 
@@ -203,6 +207,28 @@ def test_e005_for_plain_http_outside_debug(settings: Any, base_url: str, debug: 
 )
 def test_e006_for_timeouts_and_retries_out_of_range(settings: Any, values: dict) -> None:
     assert ids(settings, **FINE, **values) == ["rt_sessions.E006"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected", "named"),
+    [
+        ({"RELAY_URL": "wss://relay.example.com/rt/relay"}, [], ""),
+        ({"RELAY_URL": "ws://127.0.0.1:8000/rt/relay"}, [], ""),
+        ({"RELAY_URL": "ws://relay.example.com/rt/relay"}, ["rt_sessions.E011"], "only for loopback"),
+        ({"RELAY_URL": "/rt/relay"}, ["rt_sessions.E011"], "'/rt/relay'"),
+        ({"RELAY_URL": "wss://x.example/rt/relay?a=1"}, ["rt_sessions.E011"], "query"),
+        ({"RELAY_ALLOWED_ORIGINS": ["https://app.example.com", "http://localhost:3000"]}, [], ""),
+        ({"RELAY_ALLOWED_ORIGINS": "https://app.example.com"}, ["rt_sessions.E012"], "not a list"),
+        ({"RELAY_ALLOWED_ORIGINS": ["https://app.example.com/"]}, ["rt_sessions.E012"], "'https://app"),
+    ],
+)
+def test_e011_e012_for_malformed_relay_settings(
+    settings: Any, values: dict, expected: list[str], named: str
+) -> None:
+    settings.RT_SESSIONS = {**FINE, **values}
+    messages = check_settings()
+    assert [m.id for m in messages] == expected
+    assert all(named in m.msg for m in messages)
 
 
 def test_e006_not_for_sensible_numbers(settings: Any) -> None:

@@ -87,6 +87,9 @@ def test_the_env_api_key_in_a_traceback_trips_the_guard(monkeypatch):
 
 def test_an_ephemeral_key_in_args_of_a_silent_logger_still_counts():
     logging.getLogger("inner.quiet").info("session %r", {"value": EPHEMERAL})
+
+def test_a_relay_ticket_trips_the_guard():
+    logging.getLogger("inner.relay").warning("refused %s", "rts_" + "Zq9-" * 11)
 """
 
 
@@ -102,9 +105,11 @@ def test_the_log_guard_trips_on_a_logged_key_and_names_no_secret(
     result = pytester.runpytest_subprocess(
         "-p", "no:django", "-p", "no:cacheprovider", "--show-capture=no", "-q"
     )
-    result.assert_outcomes(passed=4, errors=3)
+    result.assert_outcomes(passed=5, errors=4)
     output = result.stdout.str()
-    assert output.count(log_guard.FAILURE_TITLE) == 3, output
+    assert output.count(log_guard.FAILURE_TITLE) == 4, output
+    assert "WARNING inner.relay: relay ticket (rts_ pattern)" in output
+    assert "Zq9-" * 11 not in output
     assert "DEBUG inner.app: ephemeral key (ek_ pattern)" in output
     assert "ERROR inner.app: API key" in output
     assert "INFO inner.quiet: ephemeral key (ek_ pattern)" in output

@@ -19,8 +19,21 @@ from ..models import SessionPreset
 from ..presets.validation import validate_preset_options
 from ..sessions import catalog
 from ..sessions.docs import field_notes
-from ..sessions.fields import CLIENT_TURNS_FIELDS, FIELDS, SessionField, index, lookup, set_path
-from ..sessions.validation import PresetValidationError, validate_client_turns, validate_session
+from ..sessions.fields import (
+    CLIENT_TURNS_FIELDS,
+    FIELDS,
+    RELAY_FIELDS,
+    SessionField,
+    index,
+    lookup,
+    set_path,
+)
+from ..sessions.validation import (
+    PresetValidationError,
+    validate_client_turns,
+    validate_relay_options,
+    validate_session,
+)
 from ..upstreams import configured_upstream
 
 NOT_SENT = ""
@@ -85,6 +98,8 @@ def help_text(spec: SessionField) -> str:
 def form_field(spec: SessionField, fields: tuple[SessionField, ...] = FIELDS) -> forms.Field:
     """The admin form field for one value of the description."""
     rule = spec.rule
+    if rule.kind == "boolean":
+        return forms.BooleanField(label=spec.label, help_text=lazy(help_text, str)(spec), required=False)
     common: dict[str, Any] = {
         "label": spec.label,
         # Lazy: the notes name the known models, which RT_SESSIONS["MODELS"] may change at any time.
@@ -134,6 +149,7 @@ class SessionPresetFormBase(forms.ModelForm):
 
     session_fields: tuple[SessionField, ...] = FIELDS
     client_turn_fields: tuple[SessionField, ...] = CLIENT_TURNS_FIELDS
+    relay_fields: tuple[SessionField, ...] = RELAY_FIELDS
 
     overridable = forms.MultipleChoiceField(
         label=_("Users may change"),
@@ -192,6 +208,7 @@ class SessionPresetFormBase(forms.ModelForm):
             self.initial.update(session_initial(self.instance.session, self.session_fields))
             self.initial.update(session_initial(self.instance.client_turns or {}, self.client_turn_fields))
             self.initial["overridable"] = list(self.instance.overridable or [])
+            self.initial.update(relay_initial(self.instance, self.relay_fields))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -209,6 +226,16 @@ class SessionPresetFormBase(forms.ModelForm):
             cleaned["client_turns"] = validate_client_turns(client_turns or None)
         except PresetValidationError as exc:
             self._add_field_errors(exc, "client_turns.", index(self.client_turn_fields).by_path)
+        # The relay options: a blank limit takes its default; a limit on a preset without relay is refused.
+        given = {
+            spec.form_name: cleaned.get(spec.form_name)
+            for spec in self.relay_fields
+            if cleaned.get(spec.form_name) is not None
+        }
+        try:
+            cleaned["relay_options"] = validate_relay_options(given)
+        except PresetValidationError as exc:
+            self._add_field_errors(exc, "", index(self.relay_fields).by_path)
         try:
             validate_preset_options(
                 cleaned.get("expires_after_seconds"),
@@ -237,6 +264,8 @@ class SessionPresetFormBase(forms.ModelForm):
         self.instance.session = self.cleaned_data["session"]
         self.instance.client_turns = self.cleaned_data.get("client_turns")
         self.instance.overridable = list(self.cleaned_data.get("overridable") or [])
+        for name, value in (self.cleaned_data.get("relay_options") or {}).items():
+            setattr(self.instance, name, value)
         return super().save(commit)
 
 
@@ -248,6 +277,7 @@ def session_form_class(fields: tuple[SessionField, ...] = FIELDS) -> type[Sessio
     attrs: dict[str, Any] = {"session_fields": fields, "__module__": __name__}
     attrs.update({spec.form_name: form_field(spec, fields) for spec in leaves})
     attrs.update({spec.form_name: form_field(spec, CLIENT_TURNS_FIELDS) for spec in CLIENT_TURNS_FIELDS})
+    attrs.update({spec.form_name: form_field(spec, RELAY_FIELDS) for spec in RELAY_FIELDS})
     return type("SessionPresetForm", (SessionPresetFormBase,), attrs)
 
 
@@ -291,6 +321,18 @@ def _is_set(stored: dict[str, Any], spec: SessionField) -> bool:
         return True
     present, parent = lookup(stored, spec.parent) if spec.selector else (False, None)
     return present and parent is None
+
+
+def relay_initial(preset: Any, fields: tuple[SessionField, ...] = RELAY_FIELDS) -> dict[str, Any]:
+    """The relay fields' initial values: a relay preset's options; blank limits for any other preset."""
+    if not preset.relay:
+        return {spec.form_name: (False if spec.rule.kind == "boolean" else None) for spec in fields}
+    return {spec.form_name: getattr(preset, spec.name) for spec in fields}
+
+
+def relay_stored(preset: Any) -> dict[str, Any]:
+    """What `session_fieldsets(RELAY_FIELDS, stored=…)` folds by: nothing set unless a relay preset."""
+    return {spec.name: getattr(preset, spec.name) for spec in RELAY_FIELDS} if preset.relay else {}
 
 
 def session_initial(session: dict[str, Any], fields: tuple[SessionField, ...] = FIELDS) -> dict[str, Any]:

@@ -30,9 +30,9 @@ from ..issuing.planning import plan_session
 from ..models import SessionPreset, TokenRequest
 from ..presets import cache as preset_cache
 from ..sessions import catalog
-from ..sessions.fields import CLIENT_TURNS_FIELDS, index, lookup, model_of
+from ..sessions.fields import CLIENT_TURNS_FIELDS, RELAY_FIELDS, index, lookup, model_of
 from ..upstreams import get_upstream
-from .forms import SessionPresetForm, session_fieldsets
+from .forms import SessionPresetForm, relay_stored, session_fieldsets
 
 logger = logging.getLogger("django_rt_sessions.admin")
 FIELD_INDEX = index()
@@ -74,6 +74,7 @@ class SessionPresetAdmin(admin.ModelAdmin):
         # One fieldset per group of the session fields' description (Audio, Transcription, Turn detection).
         *session_fieldsets(),
         *session_fieldsets(CLIENT_TURNS_FIELDS),
+        *session_fieldsets(RELAY_FIELDS),
         (_("Token lifetime and limits"), {"fields": ["expires_after_seconds", "rate", "daily_quota"]}),
         (_("What users may override"), {"fields": ["overridable"]}),
     ]
@@ -89,6 +90,8 @@ class SessionPresetAdmin(admin.ModelAdmin):
             identity,
             *session_fieldsets(stored=session),
             *session_fieldsets(CLIENT_TURNS_FIELDS, stored=client_turns),
+            # Folded unless this is a relay preset.
+            *session_fieldsets(RELAY_FIELDS, stored=relay_stored(obj) if obj else {}),
             limits,
             overridable,
             *(self.change_fieldsets if obj else []),
@@ -186,7 +189,13 @@ class SessionPresetAdmin(admin.ModelAdmin):
         else:
             rate = format_html("{}<br>{}", rt_settings.USER_RATE or _("none"), _("(USER_RATE)"))
         if obj.daily_quota:
-            return format_html("{}<br>{}", rate, _("%(count)d a day") % {"count": obj.daily_quota})
+            rate = format_html("{}<br>{}", rate, _("%(count)d a day") % {"count": obj.daily_quota})
+        if obj.relay:
+            rate = format_html(
+                '{}<br><span class="rt-relay">{}</span>',
+                rate,
+                _("relayed, ≤ %(seconds)d s") % {"seconds": obj.max_session_seconds},
+            )
         return rate
 
     @admin.display(description=_("groups"))

@@ -42,7 +42,14 @@ from ..presets.validation import (
     TITLE_MAX_LENGTH,
 )
 from ..sessions.docs import field_notes
-from ..sessions.fields import CLIENT_TURNS_FIELDS, FIELDS, OVERRIDABLE_FIELDS, SessionField, index
+from ..sessions.fields import (
+    CLIENT_TURNS_FIELDS,
+    FIELDS,
+    OVERRIDABLE_FIELDS,
+    RELAY_FIELDS,
+    SessionField,
+    index,
+)
 from ..sessions.rules import Rule
 
 __all__ = ["CREATE_RESPONSES", "ERROR_CODES", "ERROR_COMPONENTS", "LIST_RESPONSES", "TAG", "error_schema"]
@@ -100,8 +107,8 @@ _ERROR_INFO: dict[int, tuple[str, str]] = {
     429: (
         "RateLimitedError",
         "`rate_limited`: the user, client IP or preset limit is hit. `quota_exceeded`: the user's daily "
-        "quota for this preset is used up. `throttled`: a DRF throttle the site added. `Retry-After` gives "
-        "the seconds until the window (or the day) ends.",
+        "quota for this preset is used up (sessions, or a relay preset's audio minutes). `throttled`: a "
+        "DRF throttle the site added. `Retry-After` gives the seconds until the window (or the day) ends.",
     ),
     502: (
         "UpstreamError",
@@ -129,6 +136,8 @@ ERROR_COMPONENTS: dict[int, str] = {status: _ERROR_INFO[status][0] for status in
 
 
 def _value_schema(rule: Rule) -> dict[str, Any]:
+    if rule.kind == "boolean":
+        return {"type": "boolean"}
     if rule.kind == "choice":
         return {"type": "string", "enum": list(rule.values)}
     if rule.kind == "text":
@@ -259,6 +268,8 @@ def preset_schema() -> dict[str, Any]:
                     "description": "Lifetime of the ephemeral key (GA upstreams only).",
                 },
                 "session": {"$ref": "#/components/schemas/PresetSession"},
+                # The relay options (docs/presets.md#relay-presets): a client learns the session's limits.
+                **{spec.name: _field_schema(spec, RELAY_FIELDS, strict=True) for spec in RELAY_FIELDS},
             },
             "additionalProperties": False,
         }
@@ -298,7 +309,8 @@ def transcription_session_schema(fields: tuple[SessionField, ...] = FIELDS) -> d
                         "value": {
                             "type": "string",
                             "minLength": 1,
-                            "description": "The ephemeral key (`ek_…`).",
+                            "description": "The ephemeral key (`ek_…`), or for a relay preset the relay "
+                            "ticket (`rts_…`).",
                         },
                         "expires_at": {"type": "integer", "description": "Unix time when the key expires."},
                     },
@@ -310,13 +322,28 @@ def transcription_session_schema(fields: tuple[SessionField, ...] = FIELDS) -> d
                 "turn_detection": echoed("turn_detection"),
                 "input_audio_noise_reduction": echoed("input_audio_noise_reduction"),
                 "include": {"type": "array", "nullable": True, "items": {"type": "string"}},
-                "id": {"type": "string", "nullable": True, "description": "The upstream session id."},
+                "id": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The upstream session id; for a relay preset, the relay session's id.",
+                },
                 "preset": {"type": "string", "description": "The preset that was applied."},
                 "connect": {
                     "type": "object",
                     "properties": {
-                        "api": {"type": "string", "enum": ["ga", "beta"]},
-                        "webrtc_url": {"type": "string", "format": "uri"},
+                        "api": {
+                            "type": "string",
+                            "enum": ["ga", "beta", "relay"],
+                            "description": "The connection flow: OpenAI's GA or beta one, or `relay` (the "
+                            "site's own WebSocket, opened like OpenAI's with the ticket as the key).",
+                        },
+                        "webrtc_url": {
+                            "type": "string",
+                            "format": "uri",
+                            "nullable": True,
+                            "description": "Where a browser posts its SDP offer; null for a relay session "
+                            "(WebSocket only).",
+                        },
                         "websocket_url": {"type": "string"},
                         "transports": {
                             "type": "array",

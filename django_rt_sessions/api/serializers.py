@@ -18,5 +18,11 @@ class PresetSerializer(serializers.ModelSerializer):
             "overridable",
             "expires_after_seconds",
             "session",
+            # The relay options: a client learns a relay session's limits (docs/presets.md#relay-presets).
+            "relay",
+            "max_session_seconds",
+            "max_concurrent_sessions",
+            "daily_audio_minutes",
+            "idle_timeout_seconds",
         ]
         read_only_fields = fields

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.permissions import IsAuthenticated
@@ -69,3 +69,20 @@ def raw_body(request: Request) -> RawBody:
     # DRF skips its parsers when a body has no Content-Type; nothing has read the stream then.
     raw = request._request.read(MAX_BODY_BYTES + 1)
     return RawBody(raw, too_large=len(raw) > MAX_BODY_BYTES)
+
+
+def relay_over_http(request: HttpRequest) -> JsonResponse:
+    """The relay's URL reached without a WebSocket upgrade: a client error, or a proxy that sends the
+    relay's path to a WSGI server (docs/deployment.md#the-relay)."""
+    response = JsonResponse(
+        {
+            "detail": "The relay speaks WebSocket: open it with an OpenAI realtime client and a relay "
+            "ticket. If a WebSocket client got this answer, the request reached a server without the "
+            "relay (see the deployment guide).",
+            "code": "websocket_required",
+        },
+        status=426,
+    )
+    response["Upgrade"] = "websocket"
+    response["Cache-Control"] = "no-store"
+    return response

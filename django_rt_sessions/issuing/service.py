@@ -31,7 +31,7 @@ from ..presets.access import check_access
 from ..presets.cache import ResolvedPreset
 from ..redaction import storable
 from ..upstreams import UpstreamFailure, get_config, get_upstream
-from . import quotas, throttling
+from . import quotas, throttling, tickets
 from .payload import RawBody, decode_body, parse_overrides
 from .planning import Plan, plan_session
 
@@ -209,7 +209,11 @@ def _issue(context: IssueContext, payload: Any, attempt: _Attempt) -> IssuedSess
     throttling.check_limits(
         context.user, preset, context.request, user_rate=rt_settings.USER_RATE, ip_rate=rt_settings.IP_RATE
     )
+    if preset.relay:
+        quotas.check_audio_minutes(context.user, preset)
     quota = quotas.reserve(context.user, preset)
+    if preset.relay:
+        return _mint_relay_ticket(context, attempt, plan)
     config = get_config()
     _release_pooled_connections()
     try:
@@ -238,6 +242,36 @@ def _issue(context: IssueContext, payload: Any, attempt: _Attempt) -> IssuedSess
         secret_fingerprint=fingerprint(result.secret),
         upstream_ms=result.elapsed_ms,
     )
+    return IssuedSession(body=body, token_request=token_request, plan=plan)
+
+
+@sensitive_variables("minted", "body")
+def _mint_relay_ticket(context: IssueContext, attempt: _Attempt, plan: Plan) -> IssuedSession:
+    """A relay preset's 201: a relay ticket for the planned session, no upstream call (the relay opens the
+    upstream session when the ticket is redeemed; docs/relay.md)."""
+    from ..relay.origins import relay_websocket_url
+
+    minted, token_request = tickets.mint(
+        token_request_fields=_audit_fields(context, attempt),
+        fingerprint=fingerprint,
+        user=context.user,
+        preset=plan.preset,
+        session=plan.session,
+        expires_after_seconds=plan.expires_after_seconds,
+    )
+    body = {
+        "client_secret": {"value": minted.secret, "expires_at": int(minted.expires_at.timestamp())},
+        **tickets.session_body(plan.session),
+        "id": minted.session_id,
+        "preset": plan.preset.name,
+        "connect": {
+            "api": "relay",
+            "webrtc_url": None,  # the relay speaks WebSocket only
+            "websocket_url": relay_websocket_url(context.request),
+            "transports": ["websocket"],
+            "client_turns": plan.client_turns,
+        },
+    }
     return IssuedSession(body=body, token_request=token_request, plan=plan)
 
 
@@ -272,7 +306,7 @@ def _safety_identifier(user: Any) -> str | None:
 
 
 def fingerprint(secret: str) -> str:
-    """SHA-256 hex of an ephemeral key: what the audit keeps instead of the key."""
+    """SHA-256 hex of an ephemeral key or a relay ticket: what the audit keeps instead of the secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from ..models import SessionPreset
 from ..sessions import catalog
-from ..sessions.fields import model_of
+from ..sessions.fields import RELAY_FIELDS, model_of
 from ..sessions.validation import PresetValidationError
 from ..upstreams import configured_upstream
 from . import cache as preset_cache
@@ -33,6 +33,12 @@ def preset_as_json(preset: SessionPreset) -> dict[str, Any]:
         data["rate"] = preset.rate
     if preset.daily_quota:
         data["daily_quota"] = preset.daily_quota
+    if preset.relay:
+        # Only a relay preset has relay options (validation refuses them on others).
+        for spec in RELAY_FIELDS:
+            value = getattr(preset, spec.name)
+            if value is not None:
+                data[spec.name] = value
     data["groups"] = sorted(group.name for group in preset.groups.all())
     return data
 

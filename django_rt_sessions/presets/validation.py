@@ -14,13 +14,14 @@ from django.contrib.auth.models import Group
 
 from ..models import SessionPreset, max_length
 from ..redaction import storable, unstorable_reason
-from ..sessions.fields import OVERRIDABLE_FIELDS
+from ..sessions.fields import OVERRIDABLE_FIELDS, RELAY_FIELDS
 from ..sessions.rules import is_int, show_value
 from ..sessions.validation import (
     Capabilities,
     FieldErrors,
     PresetValidationError,
     validate_client_turns,
+    validate_relay_options,
     validate_session,
 )
 
@@ -49,6 +50,7 @@ PRESET_KEYS = (
     "rate",
     "daily_quota",
     "groups",
+    *(spec.name for spec in RELAY_FIELDS),
 )
 MIN_EXPIRES_AFTER, MAX_EXPIRES_AFTER = 10, 7200
 MAX_DAILY_QUOTA = 1_000_000
@@ -133,6 +135,10 @@ def validate_preset(data: Any, *, upstream: Capabilities | None = None) -> dict[
         errors.update(exc.errors)
     try:
         cleaned["client_turns"] = validate_client_turns(data.get("client_turns"))
+    except PresetValidationError as exc:
+        errors.update(exc.errors)
+    try:
+        cleaned.update(validate_relay_options(data))
     except PresetValidationError as exc:
         errors.update(exc.errors)
     if errors:

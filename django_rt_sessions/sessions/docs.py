@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import catalog
-from .fields import CLIENT_TURNS_FIELDS, FIELDS, SessionField
+from .fields import CLIENT_TURNS_FIELDS, FIELDS, RELAY_FIELDS, SessionField
 
 
 def _names(models: tuple[str, ...], code: Callable[[str], str]) -> str:
@@ -45,8 +45,11 @@ def field_notes(spec: SessionField, *, markdown: bool = True) -> list[str]:
         notes.append(f"Only with {code(sibling)} {' or '.join(code(v) for v in values)}.")
     if spec.replaces:
         notes.append(f"Never together with {code(spec.replaces)}.")
+    if spec.relay_only:
+        notes.append(f"Relay presets only ({code('relay: true')}).")
     if spec.default is not None:
-        notes.append(f"Default {code(spec.default)}.")
+        default = ("true" if spec.default else "false") if isinstance(spec.default, bool) else spec.default
+        notes.append(f"Default {code(default)}.")
     if spec.override:
         notes.append(f"Users may change it with {code(spec.override)} when the preset allows.")
     return notes
@@ -90,6 +93,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "session-fields": markdown_table,
     "client-turns": lambda: markdown_table(CLIENT_TURNS_FIELDS, prefix="client_turns."),
     "known-models": models_table,
+    "relay-options": lambda: markdown_table(RELAY_FIELDS),
 }
 
 

@@ -50,6 +50,7 @@ class SessionField:
     when: tuple[str, tuple[str, ...]] | None = None  # (sibling, values): only with that sibling value
     selector: bool = False  # a choice that also switches its parent object: "not sent" / "off" in the form
     suggest_models: bool = False  # the admin suggests the known models (free text)
+    relay_only: bool = False  # a relay option that a preset without `relay: true` may not set
 
     @property
     def name(self) -> str:
@@ -382,6 +383,74 @@ CLIENT_TURNS_FIELDS: tuple[SessionField, ...] = (
         default=15000,
     ),
 )
+
+
+_RELAY = _("Relay")
+
+# The relay options, preset keys beside `session` (docs/presets.md#relay-presets): whether the site relays
+# the session itself (the browser gets a single-use relay ticket, never an OpenAI key) and the limits it
+# then enforces. Model columns of SessionPreset; this table is their one description (validation, the
+# admin's "Relay" fieldset, import/export, the OpenAPI schema, the docs' table).
+RELAY_FIELDS: tuple[SessionField, ...] = (
+    SessionField(
+        "relay",
+        _("Relay sessions through this site"),
+        _(
+            "The browser gets a single-use relay ticket instead of an OpenAI key and streams to this "
+            "site, which streams to OpenAI with its own key: the site meters the audio, enforces the "
+            "preset and the limits below, and staff can end any session. Needs the relay deployment "
+            "(docs/deployment.md)."
+        ),
+        Rule("boolean"),
+        _RELAY,
+        "relay",
+        default=False,
+    ),
+    SessionField(
+        "max_session_seconds",
+        _("Longest session (seconds)"),
+        _("The longest one relayed session may run, in wall-clock time and in metered audio alike."),
+        Rule("integer", minimum=10, maximum=3600),
+        _RELAY,
+        "max_session_seconds",
+        default=900,
+        relay_only=True,
+    ),
+    SessionField(
+        "max_concurrent_sessions",
+        _("Open sessions per user"),
+        _("Relayed sessions one user may have open at once on this preset, counted exactly across hosts."),
+        Rule("integer", minimum=1, maximum=100),
+        _RELAY,
+        "max_concurrent_sessions",
+        default=1,
+        relay_only=True,
+    ),
+    SessionField(
+        "daily_audio_minutes",
+        _("Audio minutes per user per day"),
+        _(
+            "Metered audio one user may stream on this preset per UTC day, open sessions included; null: "
+            "no limit."
+        ),
+        Rule("number", minimum=0.1, maximum=100000.0),
+        _RELAY,
+        "daily_audio_minutes",
+        nullable=True,
+        relay_only=True,
+    ),
+    SessionField(
+        "idle_timeout_seconds",
+        _("Idle timeout (seconds)"),
+        _("A relayed session that receives no audio for this long ends."),
+        Rule("integer", minimum=5, maximum=600),
+        _RELAY,
+        "idle_timeout_seconds",
+        default=60,
+        relay_only=True,
+    ),
+)
+RELAY_LIMITS: tuple[str, ...] = tuple(spec.name for spec in RELAY_FIELDS if spec.relay_only)
 
 
 class FieldIndex:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from ..redaction import UNSTORABLE, unstorable_reason
 
-Kind = Literal["object", "choice", "text", "number", "integer", "list"]
+Kind = Literal["object", "choice", "text", "number", "integer", "list", "boolean"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class Rule:
             return f"{show_value(value)} is not {what} from {_num(low)} to {_num(high)}."
         if self.kind == "list":
             return self._list_problem(value)
+        if self.kind == "boolean":
+            return None if isinstance(value, bool) else f"{show_value(value)} is not true or false."
         raise AssertionError(f"no value rule for {self.kind}")  # objects are checked field by field
 
     def _text_problem(self, value: Any) -> str | None:
@@ -136,6 +138,8 @@ class Rule:
             count = f"{self.min_items} to {self.max_items}" if self.max_items else f"{self.min_items} or more"
             distinct = " distinct" if self.distinct else ""
             return f"list of {count}{distinct}: {self.items.describe()}"
+        if self.kind == "boolean":
+            return "`true` or `false`"
         return "object"
 
 

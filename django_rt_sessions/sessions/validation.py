@@ -14,7 +14,17 @@ from typing import Any, Protocol
 
 from ..redaction import storable
 from . import catalog
-from .fields import CLIENT_TURNS_FIELDS, FIELDS, FieldIndex, SessionField, index, lookup, model_of, set_path
+from .fields import (
+    CLIENT_TURNS_FIELDS,
+    FIELDS,
+    RELAY_FIELDS,
+    FieldIndex,
+    SessionField,
+    index,
+    lookup,
+    model_of,
+    set_path,
+)
 from .rules import show_value
 
 __all__ = [
@@ -26,6 +36,7 @@ __all__ = [
     "field_path",
     "override_paths",
     "validate_client_turns",
+    "validate_relay_options",
     "validate_session",
 ]
 
@@ -237,3 +248,22 @@ def client_turns_for(session: Mapping[str, Any], configured: Any) -> dict[str, A
     if upstream_detects:
         return None
     return validate_client_turns(configured or {})
+
+
+def validate_relay_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """A preset's relay options (RELAY_FIELDS) as given (a JSON preset's keys, or the admin form's filled
+    fields): all of them returned, defaults filled. A limit given (not null) on a preset that is not a relay
+    preset is refused with a field error: it would enforce nothing."""
+    options = {spec.name: given[spec.name] for spec in RELAY_FIELDS if spec.name in given}
+    cleaned = validate_session(options, "", fields=RELAY_FIELDS)
+    if cleaned.get("relay") is not True:
+        errors = FieldErrors()
+        for spec in RELAY_FIELDS:
+            if spec.relay_only and options.get(spec.name) is not None:
+                errors.add(
+                    spec.name,
+                    f"Only a relay preset enforces {spec.name}: set relay to true, or leave it out.",
+                )
+        if errors:
+            raise PresetValidationError(dict(errors))
+    return {spec.name: cleaned.get(spec.name, spec.default) for spec in RELAY_FIELDS}

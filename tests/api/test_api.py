@@ -290,6 +290,12 @@ class TestPresetList:
             "overridable",
             "expires_after_seconds",
             "session",
+            # The relay options (docs/presets.md#relay-presets).
+            "relay",
+            "max_session_seconds",
+            "max_concurrent_sessions",
+            "daily_audio_minutes",
+            "idle_timeout_seconds",
         }
         assert results[0]["session"] == SESSION
 

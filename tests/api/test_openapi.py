@@ -44,6 +44,8 @@ import django_rt_sessions.api.openapi as rt_openapi  # registers the extensions 
 from django_rt_sessions.errors import ERRORS
 from django_rt_sessions.testing.behaviours import Error, Garbage, Hang, RateLimit
 
+from ..conftest import post
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_URL = "/api/schema/"
 CREATE = "/rt/transcription-sessions/"
@@ -236,7 +238,7 @@ def test_201_schema_is_the_seed_returns_shape(document: dict[str, Any]) -> None:
     assert schema["properties"]["client_secret"]["required"] == ["value", "expires_at"]
     connect = schema["properties"]["connect"]
     assert connect["required"] == ["api", "webrtc_url", "websocket_url", "transports", "client_turns"]
-    assert resolve(document, connect["properties"]["api"])["enum"] == ["ga", "beta"]
+    assert resolve(document, connect["properties"]["api"])["enum"] == ["ga", "beta", "relay"]
 
 
 def test_preset_list_schema(document: dict[str, Any], api: Client, preset: Any) -> None:
@@ -249,6 +251,20 @@ def test_preset_list_schema(document: dict[str, Any], api: Client, preset: Any) 
 
 
 # ------------------------------------------------------------------------------------ schemathesis
+
+
+def test_a_relay_ticket_conforms(document: dict[str, Any], api: Client, preset: Any) -> None:
+    """A relay preset's 201 (the ticket, `connect.api` relay, no WebRTC URL) and its preset in the list."""
+    preset.relay = True
+    preset.save()
+    body = post(api).json()
+    validator = component_validator(document, "TranscriptionSession")
+    assert body["connect"]["webrtc_url"] is None and validator.is_valid(body), list(
+        validator.iter_errors(body)
+    )
+    listed = api.get(LIST).json()
+    assert listed["results"][0]["relay"] is True
+    assert component_validator(document, "PresetList").is_valid(listed)
 
 
 @pytest.fixture

@@ -350,7 +350,7 @@ def test_the_spec_example_preset_is_valid() -> None:
     data = preset_data()
     cleaned = validate_preset(data)
     # The optional keys the example leaves out.
-    assert cleaned == {**data, "daily_quota": None, "client_turns": None}
+    assert cleaned == {**data, "daily_quota": None, "client_turns": None, **NOT_RELAYED}
     assert data == preset_data()
 
 
@@ -369,7 +369,50 @@ def test_preset_defaults_filled() -> None:
         "rate": "",
         "groups": [],
         "daily_quota": None,
+        **NOT_RELAYED,
     }
+
+
+# A preset without `relay`: the relay options' defaults, which it may not change.
+NOT_RELAYED = {
+    "relay": False,
+    "max_session_seconds": 900,
+    "max_concurrent_sessions": 1,
+    "daily_audio_minutes": None,
+    "idle_timeout_seconds": 60,
+}
+
+
+def test_a_relay_preset_takes_its_limits_with_defaults_filled() -> None:
+    cleaned = validate_preset(
+        {"name": "relayed", "session": MINIMAL_SESSION, "relay": True, "daily_audio_minutes": 2.5}
+    )
+    assert {key: cleaned[key] for key in NOT_RELAYED} == {
+        **NOT_RELAYED,
+        "relay": True,
+        "daily_audio_minutes": 2.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "message"),
+    [
+        ({"max_session_seconds": 600}, "max_session_seconds", "Only a relay preset enforces"),
+        ({"relay": False, "idle_timeout_seconds": 30}, "idle_timeout_seconds", "set relay to true"),
+        ({"relay": True, "max_session_seconds": 5}, "max_session_seconds", "5 is not a whole number"),
+        ({"relay": True, "max_concurrent_sessions": 101}, "max_concurrent_sessions", "from 1 to 100"),
+        ({"relay": True, "daily_audio_minutes": 0}, "daily_audio_minutes", "0 is not a number"),
+        ({"relay": True, "idle_timeout_seconds": "60"}, "idle_timeout_seconds", "'60' is not a whole"),
+        ({"relay": "yes"}, "relay", "'yes' is not true or false"),
+    ],
+)
+def test_relay_limits_are_refused_on_presets_without_relay_and_checked_on_relay_ones(
+    options: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(PresetValidationError) as info:
+        validate_preset({"name": "p", "session": MINIMAL_SESSION, **options})
+    assert list(info.value.errors) == [field]
+    assert message in " ".join(info.value.errors[field])
 
 
 @pytest.mark.parametrize(
