@@ -1,4 +1,4 @@
-"""Signals sent by the issuing service, after the audit row is committed.
+"""Signals sent by the issuing service, after the audit row is committed, and by the relay.
 
 Receivers run in the request, so keep them quick (queue slow work). An exception in a receiver is
 logged and does not change the answer the user gets (the signals are sent with `send_robust`).
@@ -20,3 +20,11 @@ token_issued = Signal()
 # Arguments: sender=TokenRequest, token_request, user, code (the error code of docs/http-api.md),
 # status (HTTP status), request.
 token_denied = Signal()
+
+# Sent when a relayed session's row is written, before its upstream session opens (docs/relay.md).
+# Arguments: sender=RelaySession, relay_session (the row).
+relay_session_started = Signal()
+
+# Sent once a relayed session's row is closed, whatever ended it (`end_reason`), by the relay process or by
+# the sweep (`relay_lost`). Arguments: sender=RelaySession, relay_session (the row, final counters).
+relay_session_ended = Signal()

@@ -45,6 +45,9 @@ ALLOWED_HOSTS = [
 ]
 
 INSTALLED_APPS = [
+    # Channels' daphne first: `manage.py runserver` then serves the site and the relay's WebSocket (ASGI)
+    # from one process, as Channels documents.
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -68,6 +71,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "example_project.urls"
 WSGI_APPLICATION = "example_project.wsgi.application"
+ASGI_APPLICATION = "example_project.asgi.application"  # the site and the relay (asgi.py)
 
 TEMPLATES = [
     {
@@ -144,6 +148,23 @@ else:
     SILENCED_SYSTEM_CHECKS = ["rt_sessions.W005"]
     _default_session_engine = "django.contrib.sessions.backends.db"
 SESSION_ENGINE = os.environ.get("DJANGO_SESSION_ENGINE") or _default_session_engine
+
+# The relay's channel layer: staff's "End session" reaches the relay process of a session on any host
+# (docs/relay.md). On the site's Redis in production; in memory for the single-process dev server.
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py reads with a 5 s timeout by default, while the layer's receive blocks for up to
+                # 5 s: every idle listener would fail (channels_redis issue #422).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": "rt-sessions-example:channels:",
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Behind a reverse proxy, REMOTE_ADDR is the proxy and every user shares one IP rate limit: set
 # RATELIMIT_IP_META_KEY to the header your proxy sets (see "Behind a proxy" in the README). Left unset here,

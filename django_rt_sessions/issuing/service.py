@@ -218,7 +218,7 @@ def _issue(context: IssueContext, payload: Any, attempt: _Attempt) -> IssuedSess
     _release_pooled_connections()
     try:
         result = plan.upstream.create_session(
-            plan.body, plan.session, config, safety_identifier=_safety_identifier(context.user)
+            plan.body, plan.session, config, safety_identifier=safety_identifier(context.user)
         )
     except IssueError:
         quotas.refund(quota)  # no key was issued: the unit goes back
@@ -298,8 +298,9 @@ def _resolve_preset(name: str | None) -> ResolvedPreset:
     return resolved
 
 
-def _safety_identifier(user: Any) -> str | None:
-    """A stable, non-reversible id for the user (OpenAI's abuse tooling asks for one)."""
+def safety_identifier(user: Any) -> str | None:
+    """A stable, non-reversible id for the user (OpenAI's abuse tooling asks for one); the relay sends it
+    too."""
     if not rt_settings.SAFETY_IDENTIFIER:
         return None
     return salted_hmac("django_rt_sessions.safety_identifier", str(user.pk), algorithm="sha256").hexdigest()

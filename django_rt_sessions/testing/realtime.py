@@ -56,6 +56,7 @@ SUBPROTOCOL = "realtime"
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
 CLIENT_EVENTS = (
     "session.update",
+    "transcription_session.update",  # the beta shape's (an API-key connection of the relay, docs/relay.md)
     "input_audio_buffer.append",
     "input_audio_buffer.commit",
     "input_audio_buffer.clear",
@@ -262,6 +263,8 @@ class RealtimeSession:
             ]
         if kind == "session.update":
             return self._update(event, event_id)
+        if kind == "transcription_session.update":
+            return self._beta_update(event, event_id)
         if kind == "input_audio_buffer.append":
             return self._append(event, event_id)
         if kind == "input_audio_buffer.commit":
@@ -303,6 +306,31 @@ class RealtimeSession:
         self._input.update(merged)
         self._configure()
         return [{"type": "session.updated", "event_id": wire.event_id(), "session": self.session}]
+
+    def _beta_update(self, event: dict[str, Any], event_id: str | None) -> list[dict[str, Any]]:
+        """The beta shape's update (its session in the beta vocabulary), applied as the GA one would be and
+        answered with the beta shape's ``transcription_session.updated``."""
+        beta = event.get("session")
+        if not isinstance(beta, dict):
+            return [error_event("Missing required parameter: 'session'.", code="missing_required_parameter")]
+        audio_input: dict[str, Any] = {}
+        if "input_audio_format" in beta:
+            audio_input["format"] = dict(_BETA_FORMATS.get(beta["input_audio_format"], {}))
+        for beta_key, ga_key in (
+            ("input_audio_transcription", "transcription"),
+            ("input_audio_noise_reduction", "noise_reduction"),
+            ("turn_detection", "turn_detection"),
+        ):
+            if beta_key in beta:
+                audio_input[ga_key] = beta[beta_key]
+        update: dict[str, Any] = {"type": "transcription", "audio": {"input": audio_input}}
+        if "include" in beta:
+            update["include"] = beta["include"]
+        events = self._update({"session": update}, event_id)
+        for answer in events:
+            if answer["type"] == "session.updated":
+                answer["type"] = "transcription_session.updated"
+        return events
 
     def _append(self, event: dict[str, Any], event_id: str | None) -> list[dict[str, Any]]:
         audio = event.get("audio")

@@ -90,6 +90,9 @@ class Upstream:
     # (see sessions.fields.sent_tokens). The validator refuses them at save and import while this
     # upstream is configured; a stored preset that holds one answers 503 unsupported_by_upstream.
     cannot_send: ClassVar[frozenset[str]] = frozenset()
+    # The relay (docs/relay.md): whether its upstream socket is opened with a key minted server-side
+    # (`create_session`) rather than the API key itself.
+    relay_mints_key: ClassVar[bool] = False
 
     def unsupported(self, session: Mapping[str, Any]) -> list[str]:
         """What of `session` (a validated preset session) this upstream cannot send, in table order."""

@@ -83,6 +83,7 @@ class OpenAIUpstream(Upstream):
 
 class AzureUpstream(OpenAIUpstream):
     name = "azure"
+    relay_mints_key = True  # the relay opens Azure's socket with an ephemeral key it minted itself
 
     @sensitive_variables("api_key")
     def auth_headers(self, api_key: str) -> dict[str, str]:
