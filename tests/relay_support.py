@@ -232,6 +232,10 @@ class RelaySite:
             )
         return connect(self.relay_url, additional_headers={"Authorization": f"Bearer {ticket}"}, **options)
 
+    def end_from_admin(self, session_ids: list[str], staff: str = "staff") -> str:
+        """Staff's "End session" action in the admin, as a browser posts it; the message the admin shows."""
+        return end_from_admin(self.url, session_ids, staff)
+
     # ---------------------------------------------------------------- the site's database
 
     def rows(self, **where: Any) -> list[dict[str, Any]]:
@@ -262,6 +266,32 @@ class RelaySite:
                 what=f"relay session {session_id} to close",
             )
         )
+
+
+def end_from_admin(base_url: str, session_ids: list[str], staff: str = "staff") -> str:
+    """Log `staff` in and post the relay sessions' "End session" action on the admin at `base_url`."""
+    import re
+
+    login = browser_login(base_url, staff, f"pw-{staff}")
+    with requests.Session() as browser:
+        browser.cookies.update(login.cookies())
+        changelist = f"{base_url}/admin/django_rt_sessions/relaysession/"
+        page = browser.get(changelist, timeout=10)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert page.status_code == 200 and token, page.status_code
+        response = browser.post(
+            changelist,
+            data={
+                "action": "end_sessions",
+                "_selected_action": session_ids,
+                "csrfmiddlewaretoken": token.group(1),
+            },
+            headers={"Referer": changelist},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.status_code
+        message = re.search(r'<li class="success">([^<]+)</li>', response.text)
+        return message.group(1) if message else response.text[:500]
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
-"""The staff side in Django's admin: presets (`presets.py`) and the audit log (`audit.py`).
+"""The staff side in Django's admin: presets (`presets.py`), the audit log (`audit.py`) and the relayed
+sessions (`relay.py`).
 
 Django's admin autodiscovery imports this package; importing the modules registers their ModelAdmins.
 """
 
-from . import audit, presets
+from . import audit, presets, relay
 
-__all__ = ["audit", "presets"]
+__all__ = ["audit", "presets", "relay"]

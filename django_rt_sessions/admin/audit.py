@@ -115,6 +115,7 @@ DETAIL_FIELDS = (
     "client_ip",
     "user_agent",
     "sent_body",
+    "relay_session_link",
 )
 
 
@@ -212,6 +213,15 @@ class TokenRequestAdmin(admin.ModelAdmin):
             return str(_("(deleted)")) if obj.preset_name else "—"
         url = reverse("admin:django_rt_sessions_sessionpreset_change", args=[preset.pk])
         return format_html('<a href="{}">{}</a>', url, preset.name)
+
+    @admin.display(description=_("relay session"))
+    def relay_session_link(self, obj: TokenRequest) -> str:
+        """For a relay ticket: the session it opened (docs/relay.md#staff)."""
+        row = obj.relay_sessions.first()
+        if row is None:
+            return "—"
+        url = reverse("admin:django_rt_sessions_relaysession_change", args=[row.pk])
+        return format_html('<a href="{}">{}</a>', url, row.pk)
 
     @admin.display(description=_("body sent upstream"))
     def sent_body(self, obj: TokenRequest) -> str:

@@ -308,3 +308,20 @@ def test_g711_audio_is_metered_at_8000_bytes_a_second(site: RelaySite, openai_st
                 {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(range(160))).decode()},
             )
     assert site.wait_row(body["id"])["audio_seconds"] == pytest.approx(3.0, rel=0.01)
+
+
+def test_staff_end_a_session_from_the_admin(site: RelaySite, openai_standin: Any) -> None:
+    import time
+
+    body = site.mint(site.login("user10"), {"preset": "relay-dictation"})
+    with site.open(body["client_secret"]["value"]) as ws:
+        opened(ws)
+        stream(ws, speech(COFFEE))
+        assert "Asked 1 session to end" in site.end_from_admin([body["id"]])
+        asked = time.monotonic()
+        events, code = events_until_closed(ws, timeout=2)  # "within 2 s, wherever it runs"
+        assert time.monotonic() - asked <= 2
+    assert ("session_ended" in errors(events), code) == (True, 1000)
+    assert site.wait_row(body["id"])["end_reason"] == "ended_by_staff"
+    (upstream,) = openai_standin.realtime
+    assert upstream.wait_closed() and upstream.close_code == 1000
