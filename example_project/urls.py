@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("rt/", include("django_rt_sessions.urls")),
+    path("relay-usage/<str:session_id>/", views.relay_usage, name="relay-usage"),
     path("", views.home, name="home"),
 ]
 

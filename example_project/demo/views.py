@@ -1,5 +1,5 @@
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
@@ -43,3 +43,25 @@ def home(request: HttpRequest) -> HttpResponse:
         "engine_note": speech_engine_note() if standin else "",
     }
     return render(request, "demo/home.html", context)
+
+
+@login_required
+def relay_usage(request: HttpRequest, session_id: str) -> JsonResponse:
+    """The minutes a relayed session of this user used (the relay's row, docs/relay.md): shown by the page
+    when the session ends."""
+    from django_rt_sessions.models import RelaySession
+
+    row = (
+        RelaySession.objects.filter(pk=session_id, user=request.user)
+        .values("audio_seconds", "ended_at", "end_reason")
+        .first()
+    )
+    if row is None:
+        return JsonResponse({"detail": "No such relay session of yours."}, status=404)
+    return JsonResponse(
+        {
+            "audio_seconds": row["audio_seconds"],
+            "ended": row["ended_at"] is not None,
+            "end_reason": row["end_reason"],
+        }
+    )
