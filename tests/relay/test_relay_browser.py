@@ -68,9 +68,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory, openai_standin_server: Any) -
 def test_the_demo_transcribes_through_the_relay_and_stop_closes_both_sockets(
     demo: tuple[str, Path], openai_standin: Any, tmp_path: Path
 ) -> None:
-    from django_rt_sessions.testing.audio import from_wav, silence, to_wav
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from django_rt_sessions.testing.audio import from_wav, silence, to_wav
 
     url, database = demo
     pcm = silence(1000) + from_wav(COFFEE) + silence(1500) + from_wav(DOOR) + silence(3000)
