@@ -188,3 +188,51 @@ def test_import_and_export_keep_relay_options(relay_preset: SessionPreset) -> No
     exported["relayed"]["max_concurrent_sessions"] = 3
     import_presets(list(exported.values()))
     assert SessionPreset.objects.get(name="relayed").max_concurrent_sessions == 3
+
+
+WITHOUT_CHANNELS = """
+import sys
+sys.modules["channels"] = None  # a site without the relay extra: `import channels` fails
+import django; django.setup()
+from django.test.utils import setup_test_environment; setup_test_environment()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+call_command("check")
+call_command("rt_sessions_relay_sweep")
+from django.contrib.auth.models import User
+from django_rt_sessions.models import SessionPreset
+SessionPreset.objects.create(name="p", session={"input_audio_transcription": {"model": "gpt-live-transcribe"}},
+                             relay=True)
+admin = User.objects.create_superuser("staff", password="pw")
+from django.test import Client
+client = Client(); client.force_login(admin)
+pages = [client.get(url).status_code for url in ("/rt/presets/", "/admin/django_rt_sessions/relaysession/",
+         "/admin/django_rt_sessions/sessionpreset/1/change/")]
+ticket = client.post("/rt/transcription-sessions/", '{"preset": "p"}', content_type="application/json").json()
+loaded = sorted(m for m in ("channels", "websockets", "uvicorn", "daphne") if sys.modules.get(m) is not None)
+print(pages, ticket["connect"]["api"], loaded)
+"""
+
+
+@pytest.mark.no_database
+def test_a_site_without_the_relay_extra_never_imports_channels() -> None:
+    """Settings, checks, the API (a relay ticket included), the admin and the sweep command load none of
+    Channels, websockets or an ASGI server: only the relay's consumer does."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OPENAI_", "RT_"))}
+    environ.update(DJANGO_SETTINGS_MODULE="tests.settings", PYTHONPATH=str(root))
+    result = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", WITHOUT_CHANNELS],
+        cwd=root,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[200, 200, 200] relay []"
