@@ -502,6 +502,7 @@ def test_log_in_get_a_session_and_count_down(site: Site, driver: Any) -> None:
     assert names == [
         "daily-once",
         "dictation",
+        "dictation-relayed",  # the example presets' relay preset (docs/relay.md)
         "limited",
         "live",
         "meetings-fr",
@@ -758,6 +759,7 @@ def test_module_errors_carry_code_status_and_retry_after(site: Site, signed_in: 
     assert presets == [
         "daily-once",
         "dictation",
+        "dictation-relayed",  # the example presets' relay preset (docs/relay.md)
         "limited",
         "live",
         "meetings-fr",
