@@ -29,6 +29,11 @@ Configurations (--configs, comma-separated):
   uvicorn-websockets-sansio   httptools, one worker, with each of uvicorn's WebSocket implementations,
   uvicorn-wsproto             permessage-deflate off (--ws-per-message-deflate false)
   daphne                      the same consumer under daphne (Twisted, autobahn)
+  ours                        the app's real relay (django_rt_sessions.relay, bench/real_relay/): ticket
+                              check, forwarding rules, metering, its clock and counters saved every 5 s,
+                              under uvicorn (websockets-sansio, uvloop, httptools); one fresh ticket and user
+                              per session, prepared before each step in its own database (<name>_ours)
+  ours-daphne                 the same under daphne
 
 and variants of any of them: CONFIG+KNOB=VALUE[+KNOB=VALUE…], where KNOB is one of the consumer's knobs
 (bench/channels_relay/consumer.py: DISPATCH, LAYER, UPSTREAM, PARSE, TIMERS, SAVE, GC) or, for uvicorn,
@@ -80,8 +85,11 @@ DEFAULT_CONFIGS = (
     "uvicorn-websockets-sansio",
     "uvicorn-wsproto",
     "daphne",
+    "ours",
 )
-BASES = (*DEFAULT_CONFIGS,)
+# "ours": the app's real relay (django_rt_sessions.relay: tickets, forwarding rules, metering, its clock)
+# under uvicorn (websockets-sansio, the default), "ours-daphne" under daphne (bench/real_relay/).
+BASES = (*DEFAULT_CONFIGS, "ours-daphne")
 KNOBS = ("DISPATCH", "LAYER", "UPSTREAM", "PARSE", "TIMERS", "SAVE", "GC")
 DEFAULT_STEPS = (25, 50, 100, 200, 300, 400, 500, 600, 800, 1000)
 
@@ -106,6 +114,11 @@ class Config:
     @property
     def django(self) -> bool:
         return not self.base.startswith("bare")
+
+    @property
+    def real(self) -> bool:
+        """The app's own relay (bench/real_relay/), not the minimal consumer (bench/channels_relay/)."""
+        return self.base.startswith("ours")
 
 
 @dataclass
@@ -192,9 +205,11 @@ def relay_argv(config: Config, python: str, port: int, upstream: str) -> list[st
         script = str(ROOT / "bench" / "relay_bare.py")
         return [python, script, "--port", str(port), "--upstream", upstream, "--parse", parse]
     app = "bench.channels_relay.asgi:application"
-    if config.base == "daphne":
+    if config.real:
+        app = "bench.real_relay.asgi:application"
+    if config.base in ("daphne", "ours-daphne"):
         return [python, "-m", "daphne", "-b", HOST, "-p", str(port), "-v", "0", app]
-    ws = config.base.removeprefix("uvicorn-")
+    ws = "websockets-sansio" if config.real else config.base.removeprefix("uvicorn-")
     return [
         python,
         "-m",
@@ -234,6 +249,13 @@ def relay_env(config: Config, upstream: str, database_url: str, redis_url: str) 
         RT_BENCH_RELAY_REDIS_URL=redis_url,
         RT_BENCH_RELAY_UPSTREAM_URL=upstream,
     )
+    if config.real:  # its own database: the app's tables, from its migrations
+        env.update(
+            DJANGO_SETTINGS_MODULE="bench.real_relay.settings",
+            RT_BENCH_RELAY_DATABASE_URL=urlsplit(database_url)
+            ._replace(path=urlsplit(database_url).path + "_ours")
+            .geturl(),
+        )
     for knob, value in config.knobs.items():
         env[f"RT_BENCH_RELAY_{knob}"] = value
     return env
@@ -256,7 +278,7 @@ def check_prerequisites(configs: list[Config], python: str, database_url: str, r
             modules.append("psycopg")
     if any(c.base.startswith("uvicorn") for c in configs):
         modules += ["uvicorn", "httptools", "wsproto"]
-    if any(c.base == "daphne" for c in configs):
+    if any(c.base in ("daphne", "ours-daphne") for c in configs):
         modules.append("daphne")
     if any(c.knobs.get("LAYER") == "redis" for c in configs):
         modules.append("channels_redis")
@@ -431,6 +453,19 @@ def run_step(
     step = Step(config=config.name, sessions=sessions, load_before=load_average())
     port = free_port()
     log = log_dir / f"{config.name}-{sessions}.log"
+    tickets = log_dir / f"{config.name}-{sessions}.tickets"
+    if config.real:  # one fresh single-use ticket per session (and a user each), before the relay starts
+        prepared = subprocess.run(  # noqa: S603
+            [python, str(ROOT / "bench" / "real_relay" / "tickets.py"), str(sessions), str(tickets)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if prepared.returncode != 0:
+            step.note = f"error: preparing tickets failed: {prepared.stderr.strip()[-400:]}"
+            return step
     relay = start(relay_argv(config, python, port, sink.url), env, log)
     clients: list[subprocess.Popen[str]] = []
     spy: subprocess.Popen[bytes] | None = None
@@ -463,6 +498,7 @@ def run_step(
                 "--frame-bytes",
                 str(args.frame_bytes),
                 *([] if args.client_deflate else ["--no-deflate"]),
+                *(["--tickets", str(tickets)] if config.real else []),
             ]
             clients.append(
                 start(
@@ -746,9 +782,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"Logs in {log_dir}; {os.cpu_count()} cores; load average {load_average()}", flush=True)
         sink = Sink(python, log_dir)
-        if any(c.django for c in args.configs):
+        minimal = [c for c in args.configs if c.django and not c.real]
+        if minimal:
             print(f"Preparing {urlsplit(database_url).path.lstrip('/')}", flush=True)
-            prepare_database(python, relay_env(args.configs[0], sink.url, database_url, redis_url))
+            prepare_database(python, relay_env(minimal[0], sink.url, database_url, redis_url))
         print(
             f"Frames of {args.frame_bytes} PCM bytes every 40 ms; steps {args.steps}; {args.duration:g} s"
             f" measured after the ramp and a {args.warmup:g} s warm-up",

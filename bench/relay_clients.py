@@ -134,13 +134,15 @@ class Stats:
         self.lags_ms: list[float] = []
 
 
-async def open_session(index: int, url: str, deflate: bool, stats: Stats, origin: str) -> Session | None:
+async def open_session(
+    index: int, url: str, deflate: bool, stats: Stats, origin: str, ticket: str = TICKET
+) -> Session | None:
     uri = parse_uri(url)
     ws = ClientProtocol(
         uri,
         origin=Origin(origin),
         extensions=[ClientPerMessageDeflateFactory(client_max_window_bits=True)] if deflate else None,
-        subprotocols=[Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{TICKET}")],
+        subprotocols=[Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{ticket}")],
         max_size=None,
     )
     loop = asyncio.get_running_loop()
@@ -165,6 +167,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     slots: list[list[Session]] = [[] for _ in range(SLOTS)]
     origin = f"http://{parse_uri(args.url).host}:{parse_uri(args.url).port}"
     opening: list[asyncio.Task[Session | None]] = []
+    # The real relay (bench/real_relay/) checks tickets: one single-use ticket per session, by number.
+    tickets = Path(args.tickets).read_text().split() if args.tickets else []
 
     def opened(slot: int, task: asyncio.Task[Session | None]) -> None:
         if not task.cancelled() and task.result() is not None:
@@ -176,7 +180,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             delay = (at - time.monotonic_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(open_session(args.first + i, args.url, args.deflate, stats, origin))
+            ticket = tickets[args.first + i] if tickets else TICKET
+            task = asyncio.create_task(
+                open_session(args.first + i, args.url, args.deflate, stats, origin, ticket)
+            )
             task.add_done_callback(partial(opened, (args.first + i) % SLOTS))
             opening.append(task)
 
@@ -245,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=int, required=True, help="monotonic ns when the sessions stop")
     parser.add_argument("--frame-bytes", type=int, default=FRAME_BYTES, help="PCM bytes per 40 ms frame")
     parser.add_argument("--no-deflate", dest="deflate", action="store_false", help="offer no compression")
+    parser.add_argument("--tickets", help="a file of relay tickets, one per session number (the real relay)")
     args = parser.parse_args(argv)
     try:
         import uvloop
