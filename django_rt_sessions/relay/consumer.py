@@ -191,7 +191,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 get_config(),
                 self.session,
                 expires_after_seconds=preset.expires_after_seconds,
-                safety_identifier=await database_sync_to_async(safety_identifier)(ticket.user),
+                safety_identifier=safety_identifier(ticket.user),
             )
         except Exception as exc:  # refused, unreachable, timed out, a failed mint: an upstream failure
             logger.warning("The relay could not open the upstream session (%s).", type(exc).__name__)
