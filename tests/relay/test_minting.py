@@ -201,8 +201,8 @@ call_command("check")
 call_command("rt_sessions_relay_sweep")
 from django.contrib.auth.models import User
 from django_rt_sessions.models import SessionPreset
-SessionPreset.objects.create(name="p", session={"input_audio_transcription": {"model": "gpt-live-transcribe"}},
-                             relay=True)
+session = {"input_audio_transcription": {"model": "gpt-live-transcribe"}}
+SessionPreset.objects.create(name="p", session=session, relay=True)
 admin = User.objects.create_superuser("staff", password="pw")
 from django.test import Client
 client = Client(); client.force_login(admin)

@@ -210,8 +210,12 @@ def run_session(site: RelaySite, user: str, preset: str, feed: Any) -> dict[str,
 
 
 def stream(ws: Any, pcm: bytes, frame_ms: int = 100) -> None:
-    for frame in base64_frames(pcm, frame_ms):
-        send(ws, {"type": "input_audio_buffer.append", "audio": frame})
+    """Append `pcm` in frames, until the relay closes the session if it does (a limit, a failure)."""
+    from websockets.exceptions import ConnectionClosed
+
+    with contextlib.suppress(ConnectionClosed):
+        for frame in base64_frames(pcm, frame_ms):
+            send(ws, {"type": "input_audio_buffer.append", "audio": frame})
 
 
 def test_the_relay_ends_sessions_at_their_limits(site: RelaySite, openai_standin: Any) -> None:
