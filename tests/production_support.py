@@ -42,7 +42,7 @@ TOKEN_TABLE = "django_rt_sessions_tokenrequest"
 SESSION = {
     "input_audio_format": "pcm16",
     "input_audio_noise_reduction": {"type": "near_field"},
-    "input_audio_transcription": {"model": "gpt-live-transcribe", "language": "en", "prompt": ""},
+    "input_audio_transcription": {"model": "gpt-transcribe", "language": "en", "prompt": ""},
     "turn_detection": {
         "type": "server_vad",
         "threshold": 0.5,

@@ -967,6 +967,38 @@ def test_websocket_transport_transcribes_the_microphone(site: Site, speaking_dri
     assert console_errors(driver) == []
 
 
+def test_server_turn_detection_over_websocket_transcribes_the_microphone(
+    site: Site, speaking_driver: Any
+) -> None:
+    """The demo's gpt-transcribe preset: OpenAI's server VAD ends the turns, the client commits none."""
+    driver = speaking_driver
+    load_home(driver, site.standin_url)
+    Select(driver.find_element(By.ID, "preset")).select_by_value("server-turns")
+    connections_before = len(site.standin.realtime)
+    driver.find_element(By.ID, "start").click()
+    wait(driver, lambda d: text_of(d, "status") == "Listening: speak now.", "not listening")
+
+    def heard(d: Any) -> bool:
+        lines = [spoken_words(line) for line in completed_lines(d)]
+        return any(all(w in line for w in WORDS[COFFEE]) for line in lines) and any(
+            all(w in line for w in WORDS[DOOR]) for line in lines
+        )
+
+    try:
+        WebDriverWait(driver, 30, poll_frequency=0.1).until(heard)
+    except TimeoutException:
+        pytest.fail(f"the transcript did not come: {completed_lines(driver)}")
+    connection = site.standin.realtime[-1]
+    assert len(site.standin.realtime) == connections_before + 1
+    assert connection.session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert connection.session["audio"]["input"]["transcription"]["model"] == "gpt-transcribe"
+    kinds = {event["type"] for event in connection.received}
+    assert kinds == {"input_audio_buffer.append"}  # the server's VAD cut the turns: no commit from the client
+    assert "input_audio_buffer.speech_stopped" in connection.sent_types()
+    driver.find_element(By.ID, "stop").click()
+    assert connection.wait_closed(WAIT), "Stop did not close the socket"
+
+
 def test_websocket_error_paths_are_rendered(site: Site, speaking_driver: Any) -> None:
     driver = speaking_driver
     load_home(driver, site.standin_url)
@@ -1097,7 +1129,7 @@ def test_webrtc_transport_transcribes_the_microphone_through_the_standins_peer(
 ) -> None:
     """The demo page with the WebRTC transport forced, against the stand-in's own WebRTC endpoint (another
     origin: a CORS preflight first) and its aiortc peer: the Opus microphone track is transcribed."""
-    driver, loop_bytes = webrtc_driver
+    driver, _loop_bytes = webrtc_driver
     driver.get(f"{site.standin_url}/?transport=webrtc")
     wait(driver, lambda d: d.find_element(By.ID, "get-session").is_enabled(), "the presets did not load")
     driver.get_log("browser")
@@ -1109,14 +1141,9 @@ def test_webrtc_transport_transcribes_the_microphone_through_the_standins_peer(
     wait(driver, lambda d: len(site.standin.realtime) > calls_before, "no call reached the stand-in")
     call = site.standin.realtime[-1]
     assert call.transport == "webrtc" and call.credential == "ephemeral_key"
-    # Once a whole loop of the microphone's audio has arrived, the sentence is in the open turn: commit it,
-    # as the browser client's own turn-taking (or a push-to-talk button) would.
-    wait(driver, lambda d: call.audio_bytes_received >= loop_bytes, "the microphone's audio did not arrive")
-    driver.execute_script(
-        "window.rtDemo.running().handle.connection.dataChannel.send("
-        "JSON.stringify({type: 'input_audio_buffer.commit', event_id: 'commit-1'}))"
-    )
 
+    # The live preset has no server turn detection: the browser client's own detector commits the turn after
+    # the sentence's silence, over the data channel.
     def heard(d: Any) -> bool:
         return any(all(w in spoken_words(line) for w in WORDS[COFFEE]) for line in completed_lines(d))
 
@@ -1124,7 +1151,9 @@ def test_webrtc_transport_transcribes_the_microphone_through_the_standins_peer(
         WebDriverWait(driver, WAIT, poll_frequency=0.1).until(heard)
     except TimeoutException:
         pytest.fail(f"no completed line: {completed_lines(driver)}; events: {call.sent_types()}")
-    assert {"type": "input_audio_buffer.commit", "event_id": "commit-1"} in call.received
+    assert any(event.get("type") == "input_audio_buffer.commit" for event in call.received)
+    assert call.session["audio"]["input"]["turn_detection"] is None
+    assert call.audio_bytes_received > 0
     assert call.sent_types()[0] == "session.created"
 
     # The exchange, as the stand-in saw it: the preflight, then the offer with the key.

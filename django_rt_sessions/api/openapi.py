@@ -215,9 +215,10 @@ def request_schema(fields: tuple[SessionField, ...] = FIELDS) -> dict[str, Any]:
         "preset": {
             "type": "string",
             "nullable": True,
-            "pattern": PRESET_NAME_PATTERN,
+            # An empty name asks for the default preset too (what a page's empty <select> sends).
+            "pattern": f"^(?:{NAME_PATTERN})?$",
             "maxLength": NAME_MAX_LENGTH,
-            "description": "The preset's name; absent or null: the default preset.",
+            "description": "The preset's name; absent, null or empty: the default preset.",
             "example": "meetings-fr",
         }
     }

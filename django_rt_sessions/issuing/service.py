@@ -143,9 +143,9 @@ def _run(context: IssueContext, read_payload: Callable[[], Any]) -> IssuedSessio
         except DATABASE_DOWN_ERRORS:
             # Nothing can be audited, so nothing is handed out either.
             logger.error("The audit row of a failed token request could not be written: database down.")
-        if seen.code != "upstream_error":
-            raise seen from exc
-        raise
+        if isinstance(exc, (*DATABASE_DOWN_ERRORS, ImproperlyConfigured)):
+            raise seen from exc  # answered as what it is, wherever the service is called from
+        raise  # a bug: Django's 500 and its report
     _send(
         signals.token_issued,
         token_request=issued.token_request,
