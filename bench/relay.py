@@ -708,6 +708,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(
+        "--report",
+        type=Path,
+        help="print the table of a run saved with --json (with another --common) and stop",
+    )
+    parser.add_argument(
         "--profile", type=Path, help="py-spy the --profile-configs' relay during each window, into DIR"
     )
     parser.add_argument("--profile-configs", default="", help="configurations to profile (comma-separated)")
@@ -723,6 +728,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def report(args: argparse.Namespace) -> int:
+    """The table of a saved run: its configurations in the order they ran."""
+    fields = {f.name for f in Step.__dataclass_fields__.values()}
+    steps = [
+        Step(**{k: v for k, v in row.items() if k in fields}) for row in json.loads(args.report.read_text())
+    ]
+    names = list(dict.fromkeys(step.config for step in steps))
+    configs = [parse_config(name) for name in names]
+    verdicts = print_table(summarise(configs, steps, args.common), steps, args.common)
+    for text, met in verdicts:
+        print(f"  [{'met' if met else 'MISSED'}] {text}")
+    return 0
+
+
 def ramp_for(args: argparse.Namespace, sessions: int) -> float:
     return args.ramp if args.ramp is not None else max(3.0, sessions / 100)
 
@@ -730,6 +749,8 @@ def ramp_for(args: argparse.Namespace, sessions: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _VERBOSE["on"] = args.spikes
+    if args.report:
+        return report(args)
     # SIGTERM unwinds like Ctrl-C: every process this run started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     python = venv_python()
