@@ -281,7 +281,7 @@ async def forward_frames(client: str, url: str, connections: int, frames: int, t
     else:
         import aiohttp
 
-        session = aiohttp.ClientSession()
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # 100 by default
         sockets = [await session.ws_connect(url, compress=0, max_msg_size=2**24) for _ in range(connections)]
         sends = [s.send_str for s in sockets]
     await asyncio.sleep(0.2)

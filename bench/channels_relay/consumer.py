@@ -147,7 +147,9 @@ class AiohttpUpstream(Upstream):
         import aiohttp
 
         if cls._session is None:  # one ClientSession per process (its connector and DNS cache)
-            cls._session = aiohttp.ClientSession()
+            # limit=0: the connector's default limit (100 connections) holds a WebSocket for its whole
+            # life, so the 101st session's upstream would wait for one to end.
+            cls._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         ws = await cls._session.ws_connect(
             url,
             headers={"Authorization": f"Bearer {API_KEY}"},
