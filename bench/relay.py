@@ -132,6 +132,7 @@ class Step:
     load_before: str = ""
     note: str = ""
     tries: int = 1
+    events_received: int = 0  # the sink's deltas (--upstream-events-every) that reached the clients
     spikes: list[list[float]] = field(default_factory=list)  # [s after T0, worst ms] of the worst 100 ms
 
     @property
@@ -367,11 +368,12 @@ def tail(log: Path, lines: int = 20) -> str:
 class Sink:
     """bench/relay_sink.py, asked for its figures over its stdin/stdout."""
 
-    def __init__(self, python: str, log_dir: Path) -> None:
+    def __init__(self, python: str, log_dir: Path, events_every: int = 0) -> None:
         self.port = free_port()
         self.log = log_dir / "sink.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         argv = [python, str(ROOT / "bench" / "relay_sink.py"), "--port", str(self.port)]
+        argv += ["--events-every", str(events_every)]
         self.proc = start(argv, env, self.log, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         wait_port(self.port, self.proc, self.log)
 
@@ -500,6 +502,7 @@ def run_step(
             step.open_at_window += result["open_at_window"]
             step.expected += result["sent_window"]
             step.dropped += result["dropped_window"]
+            step.events_received += result["server_events"]
             for key, value in result["failed"].items():
                 step.failed[key] = step.failed.get(key, 0) + value
             for key, value in result["closed_by_server"].items():
@@ -690,6 +693,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--client-procs", type=int, default=1, help="processes the clients run in")
     parser.add_argument(
+        "--upstream-events-every",
+        type=int,
+        default=0,
+        help="the sink sends a transcription delta back after every N frames (5: 5 a second, as OpenAI while"
+        " someone speaks; default 0: nothing, like the outside measurement)",
+    )
+    parser.add_argument(
         "--no-client-deflate",
         dest="client_deflate",
         action="store_false",
@@ -766,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     sink: Sink | None = None
     try:
         print(f"Logs in {log_dir}; {os.cpu_count()} cores; load average {load_average()}", flush=True)
-        sink = Sink(python, log_dir)
+        sink = Sink(python, log_dir, args.upstream_events_every)
         if any(c.django for c in args.configs):
             print(f"Preparing {urlsplit(database_url).path.lstrip('/')}", flush=True)
             prepare_database(python, relay_env(args.configs[0], sink.url, database_url, redis_url))
