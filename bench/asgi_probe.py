@@ -119,10 +119,10 @@ class Client:
             if chunk:
                 self.sock.sendall(chunk)
 
-    def pump(self, seconds: float) -> None:
-        """Read for up to `seconds` (until the connection ends)."""
+    def pump(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+        """Read for up to `seconds` (until the connection ends, or `until()`)."""
         deadline = time.monotonic() + seconds
-        while not self.eof and time.monotonic() < deadline:
+        while not self.eof and time.monotonic() < deadline and not until():
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 data = self.sock.recv(65536)
@@ -140,10 +140,13 @@ class Client:
                     self.response = event
                 elif isinstance(event, Frame):
                     self.frames.append(event)
-            self.flush()
+            try:
+                self.flush()  # pongs, the closing handshake
+            except OSError:
+                self.eof = True
 
     def handshake(self) -> Response:
-        self.pump(5)
+        self.pump(5, until=lambda: self.response is not None)
         if self.response is None:
             raise RuntimeError("no handshake response")
         return self.response

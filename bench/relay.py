@@ -145,6 +145,7 @@ class Step:
     load_before: str = ""
     note: str = ""
     tries: int = 1
+    events_received: int = 0  # the sink's deltas (--upstream-events-every) that reached the clients
     spikes: list[list[float]] = field(default_factory=list)  # [s after T0, worst ms] of the worst 100 ms
 
     @property
@@ -389,11 +390,12 @@ def tail(log: Path, lines: int = 20) -> str:
 class Sink:
     """bench/relay_sink.py, asked for its figures over its stdin/stdout."""
 
-    def __init__(self, python: str, log_dir: Path) -> None:
+    def __init__(self, python: str, log_dir: Path, events_every: int = 0) -> None:
         self.port = free_port()
         self.log = log_dir / "sink.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         argv = [python, str(ROOT / "bench" / "relay_sink.py"), "--port", str(self.port)]
+        argv += ["--events-every", str(events_every)]
         self.proc = start(argv, env, self.log, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         wait_port(self.port, self.proc, self.log)
 
@@ -536,6 +538,7 @@ def run_step(
             step.open_at_window += result["open_at_window"]
             step.expected += result["sent_window"]
             step.dropped += result["dropped_window"]
+            step.events_received += result["server_events"]
             for key, value in result["failed"].items():
                 step.failed[key] = step.failed.get(key, 0) + value
             for key, value in result["closed_by_server"].items():
@@ -726,6 +729,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--client-procs", type=int, default=1, help="processes the clients run in")
     parser.add_argument(
+        "--upstream-events-every",
+        type=int,
+        default=0,
+        help="the sink sends a transcription delta back after every N frames (5: 5 a second, as OpenAI while"
+        " someone speaks; default 0: nothing, like the outside measurement)",
+    )
+    parser.add_argument(
         "--no-client-deflate",
         dest="client_deflate",
         action="store_false",
@@ -744,6 +754,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(
+        "--report",
+        type=Path,
+        help="print the table of a run saved with --json (with another --common) and stop",
+    )
+    parser.add_argument(
         "--profile", type=Path, help="py-spy the --profile-configs' relay during each window, into DIR"
     )
     parser.add_argument("--profile-configs", default="", help="configurations to profile (comma-separated)")
@@ -759,6 +774,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def report(args: argparse.Namespace) -> int:
+    """The table of a saved run: its configurations in the order they ran."""
+    fields = {f.name for f in Step.__dataclass_fields__.values()}
+    steps = [
+        Step(**{k: v for k, v in row.items() if k in fields}) for row in json.loads(args.report.read_text())
+    ]
+    names = list(dict.fromkeys(step.config for step in steps))
+    configs = [parse_config(name) for name in names]
+    verdicts = print_table(summarise(configs, steps, args.common), steps, args.common)
+    for text, met in verdicts:
+        print(f"  [{'met' if met else 'MISSED'}] {text}")
+    return 0
+
+
 def ramp_for(args: argparse.Namespace, sessions: int) -> float:
     return args.ramp if args.ramp is not None else max(3.0, sessions / 100)
 
@@ -766,6 +795,8 @@ def ramp_for(args: argparse.Namespace, sessions: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _VERBOSE["on"] = args.spikes
+    if args.report:
+        return report(args)
     # SIGTERM unwinds like Ctrl-C: every process this run started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     python = venv_python()
@@ -781,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
     sink: Sink | None = None
     try:
         print(f"Logs in {log_dir}; {os.cpu_count()} cores; load average {load_average()}", flush=True)
-        sink = Sink(python, log_dir)
+        sink = Sink(python, log_dir, args.upstream_events_every)
         minimal = [c for c in args.configs if c.django and not c.real]
         if minimal:
             print(f"Preparing {urlsplit(database_url).path.lstrip('/')}", flush=True)

@@ -281,7 +281,7 @@ async def forward_frames(client: str, url: str, connections: int, frames: int, t
     else:
         import aiohttp
 
-        session = aiohttp.ClientSession()
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # 100 by default
         sockets = [await session.ws_connect(url, compress=0, max_msg_size=2**24) for _ in range(connections)]
         sends = [s.send_str for s in sockets]
     await asyncio.sleep(0.2)
@@ -465,6 +465,17 @@ def section_database(args: argparse.Namespace) -> None:
         # not counted here; the client side is.
         measure("the same through database_sync_to_async (client CPU only)", bulk_async, 12)
     measure("one executemany of 500 UPDATEs every 5 s (psycopg pipeline)", executemany, 12)
+    # How long one save holds its thread (and, for its Python part, the GIL the event loop needs).
+    for label, work in (("bulk_update", bulk), ("executemany", executemany)):
+
+        def wall(work: Callable[[int], None] = work) -> float:
+            start = time.perf_counter()
+            work(0)
+            return (time.perf_counter() - start) * 1e6
+
+        record(
+            "database", f"one {label} of 500 sessions: wall time", best_of(args.repeats, wall), unit="save"
+        )
     BenchRelaySession.objects.all().delete()
 
 

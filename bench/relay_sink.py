@@ -4,9 +4,10 @@
 
 It stands where OpenAI's realtime socket stands behind a relay, and does as little as it can so that the
 relay under test gets the CPU: websockets' Sans-I/O protocol on plain asyncio transports (uvloop when it is
-installed), no task per connection, nothing sent back but the handshake, pongs and closes. For each text
-frame it records the send time the client wrote in the frame (bench/relay_wire.py) and its own arrival
-time, taken when the bytes are read from the socket.
+installed), no task per connection, nothing sent back but the handshake, pongs and closes, unless
+--events-every N asks for a transcription delta after every N appends (OpenAI's direction of a session).
+For each text frame it records the send time the client wrote in the frame (bench/relay_wire.py) and its
+own arrival time, taken when the bytes are read from the socket.
 
 Controlled on stdin, one command a line, each answered with one JSON line on stdout:
 
@@ -73,12 +74,26 @@ class Counts:
         }
 
 
+# What OpenAI sends back while someone speaks, in size: a transcription delta of a few words.
+DELTA = json.dumps(
+    {
+        "type": "conversation.item.input_audio_transcription.delta",
+        "event_id": "event_BenchSinkDelta0000001",
+        "item_id": "item_BenchSinkItem00000001",
+        "content_index": 0,
+        "delta": " and then the",
+    }
+).encode()
+
+
 class SinkConnection(asyncio.Protocol):
-    def __init__(self, counts: Counts) -> None:
+    def __init__(self, counts: Counts, events_every: int = 0) -> None:
         self.counts = counts
         self.ws = ServerProtocol(max_size=None)
         self.transport: asyncio.Transport | None = None
         self.partial: list[bytes] = []
+        self.events_every = events_every
+        self.appends = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] - uvloop's transports are not asyncio's
@@ -119,6 +134,9 @@ class SinkConnection(asyncio.Protocol):
                     return
                 self.counts.sent.append(sent)
                 self.counts.arrived.append(now)
+                self.appends += 1
+                if self.events_every and self.appends % self.events_every == 0:
+                    self.ws.send_text(DELTA)  # flushed with the rest of this read
                 return
             self.counts.other_frames += 1
 
@@ -152,10 +170,10 @@ async def control(counts: Counts) -> None:
         sys.stdout.flush()
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, events_every: int) -> None:
     counts = Counts()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SinkConnection(counts), host, port, backlog=2048)
+    server = await loop.create_server(lambda: SinkConnection(counts, events_every), host, port, backlog=2048)
     async with server:
         await control(counts)  # until stdin closes: the benchmark is over
 
@@ -164,13 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--events-every",
+        type=int,
+        default=0,
+        help="send a transcription delta (about 200 bytes) back after every N appends (0: nothing)",
+    )
     args = parser.parse_args(argv)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, args.events_every))
     else:
-        uvloop.run(serve(args.host, args.port))
+        uvloop.run(serve(args.host, args.port, args.events_every))
     return 0
 
 

@@ -10,7 +10,7 @@ sessions that went idle or reached their wall-clock limit and those staff asked 
 every 5 s it saves the counters that changed (one executemany, off the event loop).
 
 Knobs, environment variables read once when the process starts (bench/relay.py sets them per
-configuration; the defaults are the design docs/… will recommend):
+configuration; the defaults are the design the measurements favour, each alternative one knob away):
 
   RT_BENCH_RELAY_DISPATCH  loop      frames go straight to receive() (below), and Channels' __call__ is
                                      a plain receive() loop: without a channel layer, Channels'
@@ -147,7 +147,9 @@ class AiohttpUpstream(Upstream):
         import aiohttp
 
         if cls._session is None:  # one ClientSession per process (its connector and DNS cache)
-            cls._session = aiohttp.ClientSession()
+            # limit=0: the connector's default limit (100 connections) holds a WebSocket for its whole
+            # life, so the 101st session's upstream would wait for one to end.
+            cls._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         ws = await cls._session.ws_connect(
             url,
             headers={"Authorization": f"Bearer {API_KEY}"},
