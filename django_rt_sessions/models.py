@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -100,6 +102,30 @@ class SessionPreset(models.Model):
         return self.name
 
 
+# The audit trail's "who" and "which preset": SET_NULL and a denormalised name (the *_name fields beside
+# them) keep a row when a user or a preset is deleted.
+def _user_field(related_name: str) -> Any:
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name=related_name,
+        verbose_name=_("user"),
+    )
+
+
+def _preset_field(related_name: str) -> Any:
+    return models.ForeignKey(
+        SessionPreset,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name=related_name,
+        verbose_name=_("preset"),
+    )
+
+
 class TokenRequest(models.Model):
     """One audit row per token request, whatever its outcome (docs/audit.md). Never holds a secret."""
 
@@ -114,24 +140,9 @@ class TokenRequest(models.Model):
         CODE = "code", _("the site's own code")
 
     created_at = models.DateTimeField(_("time"), auto_now_add=True)
-    # SET_NULL + the denormalised name keep the trail when a user or a preset is deleted.
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="rt_token_requests",
-        verbose_name=_("user"),
-    )
+    user = _user_field("rt_token_requests")
     username = models.CharField(_("username"), max_length=150, blank=True)
-    preset = models.ForeignKey(
-        SessionPreset,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="token_requests",
-        verbose_name=_("preset"),
-    )
+    preset = _preset_field("token_requests")
     preset_name = models.CharField(_("preset name"), max_length=64, blank=True)
     outcome = models.CharField(_("outcome"), max_length=24, choices=Outcome.choices)
     origin = models.CharField(_("origin"), max_length=16, choices=Origin.choices, default=Origin.API)
@@ -270,23 +281,9 @@ class RelaySession(models.Model):
         related_name="relay_sessions",
         verbose_name=_("audit row"),
     )
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="rt_relay_sessions",
-        verbose_name=_("user"),
-    )
+    user = _user_field("rt_relay_sessions")
     username = models.CharField(_("username"), max_length=150, blank=True)
-    preset = models.ForeignKey(
-        SessionPreset,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="relay_sessions",
-        verbose_name=_("preset"),
-    )
+    preset = _preset_field("relay_sessions")
     preset_name = models.CharField(_("preset name"), max_length=64, blank=True)
     started_at = models.DateTimeField(_("started"), default=timezone.now)
     ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
