@@ -4,7 +4,8 @@ The live API rejects unknown keys at every depth, while the published schema lea
 document is "strictified" once: every object schema that declares ``properties`` gets
 ``additionalProperties: false`` unless it already says otherwise. A few fields the published schema types as
 ``object`` are accepted as ``null`` by the live API (the app sends ``null`` to switch them off, see
-docs/presets.md); they are patched to be nullable. Errors are turned into OpenAI-style ``(message, param, code)`` triples.
+docs/presets.md); they are patched to be nullable. Errors are turned into OpenAI-style
+``(message, param, code)`` triples.
 """
 
 from __future__ import annotations
