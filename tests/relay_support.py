@@ -84,6 +84,32 @@ def relay_preset(name: str, **options: Any) -> dict[str, Any]:
     }
 
 
+def measured(module: str) -> list[str]:
+    """`python -m module`, under coverage when this pytest process measures it (scripts/test's SQLite pass).
+
+    The relay runs only in these server processes, so without this its modules would read as untested. The
+    process writes a parallel data file beside the pytest process's, which pytest-cov combines at the end;
+    a graceful stop (SIGTERM) saves it, a SIGKILL loses that process's share.
+    """
+    try:
+        import coverage
+    except ImportError:
+        return [sys.executable, "-m", module]
+    if coverage.Coverage.current() is None:
+        return [sys.executable, "-m", module]
+    return [
+        sys.executable,
+        "-m",
+        "coverage",
+        "run",
+        "--parallel-mode",
+        f"--rcfile={ROOT / 'pyproject.toml'}",
+        f"--data-file={ROOT / '.coverage'}",
+        "-m",
+        module,
+    ]
+
+
 class RelaySite:
     """The example project under `server` ("uvicorn" or "daphne") on a free loopback port."""
 
@@ -138,11 +164,9 @@ class RelaySite:
     def command(self) -> list[str]:
         app = "example_project.asgi:application"
         if self.server == "daphne":
-            return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "-v", "1", app]
+            return [*measured("daphne"), "-b", "127.0.0.1", "-p", str(self.port), "-v", "1", app]
         return [
-            sys.executable,
-            "-m",
-            "uvicorn",
+            *measured("uvicorn"),
             app,
             "--host",
             "127.0.0.1",
