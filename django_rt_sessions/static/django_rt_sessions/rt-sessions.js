@@ -589,6 +589,64 @@ function turnDetectorFor(clientTurns, options) {
   });
 }
 
+/**
+ * How a connection ends, the same on both transports. `commit()` ends the current turn now (push-to-talk);
+ * `close()` ends a last turn that held speech, waits up to closeTimeoutMs for the transcripts still owed
+ * (`tracker`), then finishes; `finish()` lets everything go at once. The transport gives `isOpen` and `send`
+ * (its data channel or socket), `stopAudio` (the microphone's processing, stopped before a last commit so
+ * that the commit ends every frame sent) and `release` (closing the channel or socket).
+ */
+function connectionEnds({ detector, minCommitMs, isOpen, send, stopAudio, release, callbacks, options }) {
+  const tracker = commitTracker();
+  let closing = null, closed = false;
+  const sendCommit = () => {
+    if (isOpen()) send({ type: "input_audio_buffer.commit", event_id: tracker.next() });
+  };
+  const finish = () => {
+    if (closed) return;
+    closed = true;
+    stopAudio();
+    tracker.abandon();
+    release();
+    notifyState(callbacks, "closed");
+  };
+  return {
+    tracker,
+    finish,
+    get closing() {
+      return closing !== null;
+    },
+    get closed() {
+      return closed;
+    },
+    /** What the turn detector asks for (TurnDetector.feed): clear the buffer, or commit it. */
+    act(action) {
+      if (action === "clear") send({ type: "input_audio_buffer.clear" });
+      else sendCommit();
+    },
+    close() {
+      if (closing) return closing;
+      stopAudio();
+      if (detector && detector.speechPending && detector.bufferedMs >= minCommitMs) sendCommit();
+      if (tracker.awaiting > 0 && isOpen() && !closed) {
+        notifyState(callbacks, "closing");
+        closing = tracker.settled(options.closeTimeoutMs ?? settings.closeTimeoutMs).then(finish);
+      } else {
+        finish();
+        closing = Promise.resolve();
+      }
+      return closing;
+    },
+    commit() {
+      if (!detector || closing || closed || !isOpen()) return false;
+      if (!detector.speechPending || detector.bufferedMs < minCommitMs) return false;  // no speech: no turn
+      sendCommit();
+      detector.reset();
+      return true;
+    },
+  };
+}
+
 // -------------------------------------------------------------------------------------------- connecting
 
 function notifyState(callbacks, state) {
@@ -745,48 +803,29 @@ async function connectWebRTC(connect, secret, track, mediaStream, detector, call
   const pc = new RTCPeerConnection();
   pc.addTrack(track, mediaStream);
   const channel = pc.createDataChannel("oai-events");
-  const tracker = commitTracker();
   let levels = null;
-  let closing = null, closed = false;
   const channelOpen = () => channel.readyState === "open";
   const send = (event) => {
     if (!channelOpen()) return false;
     channel.send(JSON.stringify(event));
     return true;
   };
-  const sendCommit = () => {
-    if (channelOpen()) send({ type: "input_audio_buffer.commit", event_id: tracker.next() });
-  };
-  const finish = () => {
-    if (closed) return;
-    closed = true;
-    if (levels) levels.stop();
-    tracker.abandon();
-    try { channel.close(); } catch (e) { /* already closed */ }
-    pc.close();
-    notifyState(callbacks, "closed");
-  };
-  const minCommitMs = MIN_COMMIT_MS + WEBRTC_COMMIT_MARGIN_MS;
-  const close = () => {
-    if (closing) return closing;
-    if (levels) levels.stop();
-    if (detector && detector.speechPending && detector.bufferedMs >= minCommitMs) sendCommit();
-    if (tracker.awaiting > 0 && channelOpen() && !closed) {
-      notifyState(callbacks, "closing");
-      closing = tracker.settled(options.closeTimeoutMs ?? settings.closeTimeoutMs).then(finish);
-    } else {
-      finish();
-      closing = Promise.resolve();
-    }
-    return closing;
-  };
-  const commit = () => {
-    if (!detector || closing || closed || !channelOpen()) return false;
-    if (!detector.speechPending || detector.bufferedMs < minCommitMs) return false;  // no speech: no turn
-    sendCommit();
-    detector.reset();
-    return true;
-  };
+  const ends = connectionEnds({
+    detector,
+    minCommitMs: MIN_COMMIT_MS + WEBRTC_COMMIT_MARGIN_MS,
+    isOpen: channelOpen,
+    send,
+    stopAudio: () => {
+      if (levels) levels.stop();
+    },
+    release: () => {
+      try { channel.close(); } catch (e) { /* already closed */ }
+      pc.close();
+    },
+    callbacks,
+    options,
+  });
+  const { tracker, finish } = ends;
   const fail = (code, message, extra) => {
     finish();
     return new RtSessionsError(code, message, extra);
@@ -802,17 +841,17 @@ async function connectWebRTC(connect, secret, track, mediaStream, detector, call
     "connection_failed", "The transcription service could not be reached over WebRTC (no network path).",
   );
   channel.addEventListener("open", () => channelOpened());
-  channel.addEventListener("message", (message) => { if (!closed) onEvent(message.data); });
+  channel.addEventListener("message", (message) => { if (!ends.closed) onEvent(message.data); });
   channel.addEventListener("close", () => {
     tracker.abandon();
     if (!connected) noPath(unreachable());
   });
   pc.addEventListener("connectionstatechange", () => {
-    if (closed || pc.connectionState !== "failed") return;
+    if (ends.closed || pc.connectionState !== "failed") return;
     if (!connected) {
       noPath(unreachable());
     } else {
-      if (!closing && callbacks.onError) {
+      if (!ends.closing && callbacks.onError) {
         callbacks.onError(new RtSessionsError("connection_failed", "The connection was lost."));
       }
       finish();
@@ -872,14 +911,11 @@ async function connectWebRTC(connect, secret, track, mediaStream, detector, call
       throw fail("connection_failed", "The transcription service's SDP answer was not usable.", { cause: error });
     }
     await beforeDeadline(reachable, limit, timedOut(unreachable()));
-    if (closed) throw unreachable();
+    if (ends.closed) throw unreachable();
     if (levels) {
       levels.node.port.onmessage = ({ data }) => {
-        if (closing || closed || !data || !data.levels) return;
-        for (const action of detector.feed(data.levels)) {
-          if (action === "clear") send({ type: "input_audio_buffer.clear" });
-          else sendCommit();
-        }
+        if (ends.closing || ends.closed || !data || !data.levels) return;
+        for (const action of detector.feed(data.levels)) ends.act(action);
       };
       await beforeDeadline(levels.run(), limit, audioBlocked);
     }
@@ -900,8 +936,8 @@ async function connectWebRTC(connect, secret, track, mediaStream, detector, call
     dataChannel: channel,
     socket: null,
     clientTurns: detector ? { silence_duration_ms: detector.silenceMs, max_turn_ms: detector.maxTurnMs } : null,
-    commit,
-    close,
+    commit: ends.commit,
+    close: ends.close,
   };
 }
 
@@ -935,9 +971,8 @@ async function connectWebSocket(connect, secret, mediaStream, detector, callback
       "The transcription service's WebSocket address is not encrypted (wss: is required except on this computer).",
     );
   }
-  const tracker = commitTracker();
   let audio = null, socket = null;
-  let opened = false, connected = false, closing = null, closed = false;
+  let opened = false, connected = false;
   // A socket that closes after opening but before the audio runs fails the setup (not onError).
   let lostDuringSetup;
   const lost = new Promise((resolve, reject) => { lostDuringSetup = reject; });
@@ -948,37 +983,21 @@ async function connectWebSocket(connect, secret, mediaStream, detector, callback
     socket.send(JSON.stringify(event));
     return true;
   };
-  const sendCommit = () => {
-    if (socketOpen()) send({ type: "input_audio_buffer.commit", event_id: tracker.next() });
-  };
-  const finish = () => {
-    if (closed) return;
-    closed = true;
-    if (audio) audio.stop();
-    tracker.abandon();
-    if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000);
-    notifyState(callbacks, "closed");
-  };
-  const close = () => {
-    if (closing) return closing;
-    if (audio) audio.stop();  // every frame sent so far is in the buffer the commit below ends
-    if (detector && detector.speechPending && detector.bufferedMs >= MIN_COMMIT_MS) sendCommit();
-    if (tracker.awaiting > 0 && socketOpen() && !closed) {
-      notifyState(callbacks, "closing");
-      closing = tracker.settled(options.closeTimeoutMs ?? settings.closeTimeoutMs).then(finish);
-    } else {
-      finish();
-      closing = Promise.resolve();
-    }
-    return closing;
-  };
-  const commit = () => {
-    if (!detector || closing || closed || !socketOpen()) return false;
-    if (!detector.speechPending || detector.bufferedMs < MIN_COMMIT_MS) return false;  // no speech: no turn
-    sendCommit();
-    detector.reset();
-    return true;
-  };
+  const ends = connectionEnds({
+    detector,
+    minCommitMs: MIN_COMMIT_MS,
+    isOpen: socketOpen,
+    send,
+    stopAudio: () => {
+      if (audio) audio.stop();
+    },
+    release: () => {
+      if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000);
+    },
+    callbacks,
+    options,
+  });
+  const { tracker, finish } = ends;
   const fail = (code, message, extra) => {
     finish();
     return new RtSessionsError(code, message, extra);
@@ -986,7 +1005,7 @@ async function connectWebSocket(connect, secret, mediaStream, detector, callback
   // A failure once the socket is open: it fails the setup while that runs, else it goes to onError.
   const lose = (error) => {
     if (!connected) lostDuringSetup(error);
-    else if (!closing && callbacks.onError) callbacks.onError(error);
+    else if (!ends.closing && callbacks.onError) callbacks.onError(error);
     finish();
   };
   const onEvent = eventHandler(callbacks, (event) => tracker.observe(event));
@@ -1017,16 +1036,16 @@ async function connectWebSocket(connect, secret, mediaStream, detector, callback
       limit.signal.addEventListener("abort", onDeadline, { once: true });
       socket.addEventListener("open", () => {
         limit.signal.removeEventListener("abort", onDeadline);
-        if (closed) return;
+        if (ends.closed) return;
         opened = true;
         resolve();
       });
       socket.addEventListener("message", (message) => {
-        if (!closed && typeof message.data === "string") onEvent(message.data);
+        if (!ends.closed && typeof message.data === "string") onEvent(message.data);
       });
       socket.addEventListener("close", () => {
         limit.signal.removeEventListener("abort", onDeadline);
-        if (closed) return;
+        if (ends.closed) return;
         if (!opened) {
           // A browser does not say why an upgrade failed: an invalid, expired or used key looks the same.
           reject(fail("connection_failed", "The transcription service refused the connection."));
@@ -1036,21 +1055,18 @@ async function connectWebSocket(connect, secret, mediaStream, detector, callback
       });
     });
     audio.node.port.onmessage = ({ data }) => {
-      if (closing || closed) return;
+      if (ends.closing || ends.closed) return;
       const frame = data instanceof ArrayBuffer ? data : data && data.audio;
       if (frame) {
         if (!send({ type: "input_audio_buffer.append", audio: base64(frame) })) return;
         // After the frame: a commit ends the buffer with it.
-        for (const action of detector && data.levels ? detector.feed(data.levels) : []) {
-          if (action === "clear") send({ type: "input_audio_buffer.clear" });
-          else sendCommit();
-        }
+        for (const action of detector && data.levels ? detector.feed(data.levels) : []) ends.act(action);
       } else if (data && data.sampleRate && data.sampleRate !== 24000) {
         lose(new RtSessionsError("unsupported_browser", "The browser did not capture audio at 24 kHz."));
       }
     };
     await Promise.race([beforeDeadline(audio.run(), limit, audioBlocked), lost]);
-    if (closed) throw new RtSessionsError("connection_failed", "The connection was lost.");
+    if (ends.closed) throw new RtSessionsError("connection_failed", "The connection was lost.");
     connected = true;
     notifyState(callbacks, "connected");
   } catch (error) {
@@ -1058,7 +1074,7 @@ async function connectWebSocket(connect, secret, mediaStream, detector, callback
       finish();
       throw error;
     }
-    if (closed) throw new RtSessionsError("connection_failed", "The connection was lost.", { cause: error });
+    if (ends.closed) throw new RtSessionsError("connection_failed", "The connection was lost.", { cause: error });
     throw fail("connection_failed", "Could not set up the connection.", { cause: error });
   } finally {
     limit.done();
@@ -1069,8 +1085,8 @@ async function connectWebSocket(connect, secret, mediaStream, detector, callback
     dataChannel: null,
     socket,
     clientTurns: detector ? { silence_duration_ms: detector.silenceMs, max_turn_ms: detector.maxTurnMs } : null,
-    commit,
-    close,
+    commit: ends.commit,
+    close: ends.close,
   };
 }
 
