@@ -20,6 +20,7 @@ from asgiref.sync import sync_to_async
 from django.views.decorators.debug import sensitive_variables
 
 from ..upstreams import Upstream, UpstreamConfig
+from ..upstreams.base import account_headers
 from .rules import upstream_update
 
 logger = logging.getLogger("django_rt_sessions.relay")
@@ -93,12 +94,7 @@ async def open_upstream(
         headers["Authorization"] = f"Bearer {minted.secret}"
     else:
         headers.update(upstream.auth_headers(config.api_key or ""))
-        if config.organization:
-            headers["OpenAI-Organization"] = config.organization
-        if config.project:
-            headers["OpenAI-Project"] = config.project
-        if safety_identifier:
-            headers["OpenAI-Safety-Identifier"] = safety_identifier
+        headers.update(account_headers(config, safety_identifier))
         if upstream.api == "beta":
             headers["OpenAI-Beta"] = "realtime=v1"
         first = upstream_update(session, upstream)

@@ -43,6 +43,19 @@ class UpstreamConfig:
     api_key_source: str = "RT_SESSIONS['API_KEY']"  # where the key came from, for log messages
 
 
+def account_headers(config: UpstreamConfig, safety_identifier: str | None = None) -> dict[str, str]:
+    """The headers that bill and attribute a request to the site's OpenAI organization, project and user
+    (the token POST and the relay's upstream socket alike); never the key."""
+    headers: dict[str, str] = {}
+    if config.organization:
+        headers["OpenAI-Organization"] = config.organization
+    if config.project:
+        headers["OpenAI-Project"] = config.project
+    if safety_identifier:
+        headers["OpenAI-Safety-Identifier"] = safety_identifier
+    return headers
+
+
 @dataclass
 class UpstreamSession:
     """A successful answer, normalised to the beta endpoint's "Returns" shape."""
@@ -163,13 +176,11 @@ class Upstream:
 
         # The key is added by an auth object at send time, so no local variable of this frame holds it
         # (Django's DEBUG error page shows locals whatever sensitive_variables says).
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if config.organization:
-            headers["OpenAI-Organization"] = config.organization
-        if config.project:
-            headers["OpenAI-Project"] = config.project
-        if safety_identifier:
-            headers["OpenAI-Safety-Identifier"] = safety_identifier
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **account_headers(config, safety_identifier),
+        }
 
         started = time.monotonic()
         try:
