@@ -93,28 +93,18 @@ class PresetFilter(admin.SimpleListFilter):
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-# The audit row's page: every field, read-only, links instead of raw ids, the sent body pretty-printed.
+# The audit row's page: every field, in the export's order (audit/export.py holds the list), read-only,
+# with links instead of raw ids, the outcome as its badge and the sent body pretty-printed; then the relay
+# session the row opened, if any.
+_SHOWN_AS = {
+    "id": None,
+    "user_id": "user_link",
+    "preset_id": "preset_link",
+    "outcome": "outcome_badge",
+    "session_config": "sent_body",
+}
 DETAIL_FIELDS = (
-    "created_at",
-    "user_link",
-    "username",
-    "preset_link",
-    "preset_name",
-    "outcome_badge",
-    "status_code",
-    "origin",
-    "upstream",
-    "upstream_status",
-    "upstream_request_id",
-    "upstream_ms",
-    "error_code",
-    "error_message",
-    "upstream_session_id",
-    "expires_at",
-    "secret_fingerprint",
-    "client_ip",
-    "user_agent",
-    "sent_body",
+    *(shown for name in audit_export.EXPORT_FIELDS if (shown := _SHOWN_AS.get(name, name)) is not None),
     "relay_session_link",
 )
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_rt_sessions.models import SessionPreset, TokenRequest
 
 # test_browser skips (or, with CI=true, fails) without Chromium, ChromeDriver or selenium.
-from ..test_browser import By, quit_chromium, start_chromium
+from ..test_browser import WAIT, By, WebDriverWait, quit_chromium, start_chromium
 
 pytestmark = [pytest.mark.browser]
 
@@ -80,6 +80,8 @@ def staff_pages(live_server: Any, wide_browser: Any, admin_user: Any) -> Any:
     browser.find_element(By.NAME, "username").send_keys(admin_user.username)
     browser.find_element(By.NAME, "password").send_keys("password")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # The login's answer sets the session cookie: a page asked for before it arrives is the login page.
+    WebDriverWait(browser, WAIT).until(lambda driver: "/admin/login/" not in driver.current_url)
     return lambda path: browser.get(base + path) or browser
 
 
