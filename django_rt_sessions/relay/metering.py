@@ -19,16 +19,14 @@ import datetime as dt
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from . import sessions
-
-if TYPE_CHECKING:
-    from .consumer import RelayConsumer
 
 logger = logging.getLogger("django_rt_sessions.relay")
 
@@ -39,6 +37,23 @@ END_MESSAGE = "relay.end"  # what control.end_sessions sends to a process's chan
 _STAFF_SLACK = dt.timedelta(seconds=2)  # rows asked to end around the last look are looked at again
 
 
+class RelayedSession(Protocol):
+    """What the clock needs of a session it keeps (the relay's consumer is one)."""
+
+    session_id: str
+    user_id: Any
+    preset_id: Any
+    shares_quota: bool
+
+    def clock_check(self, now: float) -> str | None: ...
+
+    def counters(self) -> tuple[float, float, int, int, str]: ...
+
+    def set_quota(self, seconds_left: float | None) -> None: ...
+
+    def end(self, reason: str) -> Coroutine[Any, Any, None]: ...
+
+
 class RelayProcess:
     """The sessions one event loop relays, and the tasks that keep their clocks."""
 
@@ -46,7 +61,7 @@ class RelayProcess:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.sessions: dict[str, RelayConsumer] = {}
+        self.sessions: dict[str, RelayedSession] = {}
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.channel_name = ""
         self.layer: Any = None
@@ -79,13 +94,13 @@ class RelayProcess:
             self._spawn(self._listen())
         self._clock = self._spawn(self._run())
 
-    def add(self, consumer: RelayConsumer) -> None:
+    def add(self, consumer: RelayedSession) -> None:
         self.sessions[consumer.session_id] = consumer
 
-    def discard(self, consumer: RelayConsumer) -> None:
+    def discard(self, consumer: RelayedSession) -> None:
         self.sessions.pop(consumer.session_id, None)
 
-    def end_soon(self, consumer: RelayConsumer, reason: str) -> None:
+    def end_soon(self, consumer: RelayedSession, reason: str) -> None:
         self._spawn(consumer.end(reason))
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
