@@ -249,8 +249,6 @@ def _issue(context: IssueContext, payload: Any, attempt: _Attempt) -> IssuedSess
 def _mint_relay_ticket(context: IssueContext, attempt: _Attempt, plan: Plan) -> IssuedSession:
     """A relay preset's 201: a relay ticket for the planned session, no upstream call (the relay opens the
     upstream session when the ticket is redeemed; docs/relay.md)."""
-    from ..relay.origins import relay_websocket_url
-
     minted, token_request = tickets.mint(
         token_request_fields=_audit_fields(context, attempt),
         fingerprint=fingerprint,
@@ -267,7 +265,7 @@ def _mint_relay_ticket(context: IssueContext, attempt: _Attempt, plan: Plan) -> 
         "connect": {
             "api": "relay",
             "webrtc_url": None,  # the relay speaks WebSocket only
-            "websocket_url": relay_websocket_url(context.request),
+            "websocket_url": tickets.relay_websocket_url(context.request),
             "transports": ["websocket"],
             "client_turns": plan.client_turns,
         },

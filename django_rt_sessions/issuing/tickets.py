@@ -13,13 +13,19 @@ import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
+from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from ..conf import is_loopback, rt_settings
 from ..models import RelayTicket, TokenRequest
 
+REALTIME_PATH = "/realtime"  # under RELAY_URL, as OpenAI's socket is under its base URL
+QUERY = "?intent=transcription"
 PREFIX = "rts_"
 TICKET_RE = re.compile(r"rts_[A-Za-z0-9_-]{43}")  # token_urlsafe(32): 43 characters, 256 bits
 RETURNED_KEYS = (
@@ -109,3 +115,18 @@ def redeem(presented: str | None, fingerprint: Any) -> RelayTicket | str:
     if row is None:
         return "invalid_api_key"
     return "ticket_used" if row["redeemed_at"] is not None else "ticket_expired"
+
+
+def relay_websocket_url(request: HttpRequest | None) -> str:
+    """`connect.websocket_url` of a relay session: RELAY_URL's base, or the site's own relay URL as the
+    request reached it (wss://, or ws:// on loopback), or (outside a request, without RELAY_URL) its path."""
+    base = rt_settings.RELAY_URL
+    if base:
+        return f"{base}{REALTIME_PATH}{QUERY}"
+    path = reverse("rt_sessions:relay")
+    if request is None:
+        return f"{path}{QUERY}"
+    host = request.get_host()
+    hostname = urlsplit(f"//{host}").hostname
+    scheme = "ws" if not request.is_secure() and is_loopback(hostname) else "wss"
+    return f"{scheme}://{host}{path}{QUERY}"

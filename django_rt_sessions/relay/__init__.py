@@ -8,6 +8,6 @@ what the preset allows, meters the audio and ends the session at its limits or w
 `rules.py` decides what a client frame may do, `upstream.py` opens the upstream socket for each upstream
 shape, `metering.py` keeps the counters and the clocks of a process's sessions, `sessions.py` the rows
 (opening with the concurrency and minutes checks, closing, the sweep), `control.py` ends a session from
-any host, `origins.py` the URLs and origins. Only `consumer.py`, `routing.py` and `metering.py` import
+any host, `origins.py` the Origin check. Only `consumer.py`, `routing.py` and `metering.py` import
 Channels: the issuing service, the admin and the checks import the rest on sites without the extra.
 """

@@ -1,17 +1,14 @@
-"""Where browsers reach the relay (`connect.websocket_url`) and which pages may open it (the Origin check)."""
+"""Which pages may open the relay (the Origin check), and the checks of RELAY_URL and RELAY_ALLOWED_ORIGINS.
+
+The address handed to browsers with a ticket (`connect.websocket_url`) is issuing/tickets.py's.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.http import HttpRequest
-from django.urls import reverse
-
 from ..conf import is_loopback, rt_settings
-
-REALTIME_PATH = "/realtime"
-QUERY = "?intent=transcription"
 
 
 def relay_url_problem(value: Any) -> str | None:
@@ -73,18 +70,3 @@ def origin_allowed(origin: str | None, host: str | None) -> bool:
         if site is not None and site.hostname == page[1] and site_port in (None, page[2]):
             return True
     return page in {_origin(allowed) for allowed in rt_settings.RELAY_ALLOWED_ORIGINS}
-
-
-def relay_websocket_url(request: HttpRequest | None) -> str:
-    """`connect.websocket_url` of a relay session: RELAY_URL's base, or the site's own relay URL as the
-    request reached it (wss://, or ws:// on loopback), or (outside a request, without RELAY_URL) its path."""
-    base = rt_settings.RELAY_URL
-    if base:
-        return f"{base}{REALTIME_PATH}{QUERY}"
-    path = reverse("rt_sessions:relay")
-    if request is None:
-        return f"{path}{QUERY}"
-    host = request.get_host()
-    hostname = urlsplit(f"//{host}").hostname
-    scheme = "ws" if not request.is_secure() and is_loopback(hostname) else "wss"
-    return f"{scheme}://{host}{path}{QUERY}"
