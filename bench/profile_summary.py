@@ -31,13 +31,13 @@ PIECES: list[tuple[str, str]] = [
     ("DRF: request, negotiation, response", r"^\w+\.finalize_response \(rest_framework/"),
     ("DRF: its own CSRF check", r"^SessionAuthentication\.enforce_csrf \(rest_framework/"),
     ("DRF: JSON rendering", r"^JSONRenderer\.render \(rest_framework/"),
-    ("view: body, context", r"^TranscriptionSessionView\.post \(django_rt_sessions/views"),
+    ("view: body, context", r"^TranscriptionSessionView\.post \(django_rt_sessions/api/views"),
     ("issuing: service (validation, overrides, body)", r"^issue_session \(django_rt_sessions/issuing"),
     ("issuing: signals", r"^_send \(django_rt_sessions/issuing"),
-    ("issuing: preset cache", r"^resolve \(django_rt_sessions/preset_cache"),
-    ("issuing: access check", r"^_check_access \(django_rt_sessions/issuing"),
-    ("rate limits (django-ratelimit, Redis)", r"^check_limits \(django_rt_sessions/throttling"),
-    ("quota", r"^reserve \(django_rt_sessions/quotas"),
+    ("issuing: preset cache", r"^resolve \(django_rt_sessions/presets/cache"),
+    ("issuing: access check", r"^check_access \(django_rt_sessions/presets/access"),
+    ("rate limits (django-ratelimit, Redis)", r"^check_limits \(django_rt_sessions/issuing/throttling"),
+    ("quota", r"^reserve \(django_rt_sessions/issuing/quotas"),
     ("pool release before the upstream call", r"^_release_pooled_connections \("),
     ("upstream adapter (outside requests)", r"^\w+\.create_session \(django_rt_sessions/upstreams"),
     ("upstream call (requests, urllib3)", r"^Session\.request \(requests/sessions"),
@@ -48,63 +48,83 @@ PIECES: list[tuple[str, str]] = [
     ("pool return", r"^ConnectionPool\.putconn \(psycopg_pool/"),
 ]
 OUTSIDE = "server: gunicorn, gevent (HTTP parsing, sockets, switching)"
-_COMPILED = [(piece, re.compile(pattern)) for piece, pattern in PIECES]
+# py-spy writes paths in full or from site-packages; keep "package/module.py:line" after the last
+# "site-packages/", the repository root or the standard library, so the patterns read the same everywhere.
+_PATH_PREFIX = re.compile(
+    r"\((?:[^()]*site-packages/|/[^()]*?/(?=django_rt_sessions/|bench/)|[^()]*?/lib/python3\.\d+/)"
+)
 
 
-def piece_of(stack: list[str]) -> str:
-    for frame in reversed(stack):
-        name = frame.split(";")[-1]
-        # py-spy writes paths in full or from site-packages; keep "package/module.py:line" after the last
-        # "site-packages/" or the repository root, so that the patterns read the same everywhere.
-        name = re.sub(r"\((?:[^()]*site-packages/|/[^()]*?/(?=django_rt_sessions/|bench/))", "(", name)
-        for piece, pattern in _COMPILED:
-            if pattern.search(name):
-                return piece
-    return OUTSIDE
+class Pieces:
+    """A table of pieces of work: each sample goes to the deepest frame of its stack that one names."""
+
+    def __init__(self, pieces: list[tuple[str, str]], outside: str) -> None:
+        self.pieces = pieces
+        self.outside = outside
+        self._compiled = [(piece, re.compile(pattern)) for piece, pattern in pieces]
+
+    def piece_of(self, stack: list[str]) -> str:
+        for frame in reversed(stack):
+            name = _PATH_PREFIX.sub("(", frame)
+            for piece, pattern in self._compiled:
+                if pattern.search(name):
+                    return piece
+        return self.outside
+
+    def summarise(self, path: Path) -> Counter[str]:
+        """Samples per piece of work in one py-spy raw (collapsed) profile (threads and processes merged)."""
+        counts: Counter[str] = Counter()
+        for line in path.read_text().splitlines():
+            stack, _, number = line.rpartition(" ")
+            if not stack or not number.isdigit():
+                continue
+            frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+            counts[self.piece_of(frames)] += int(number)
+        return counts
+
+    def main(self, argv: list[str] | None, description: str, unit: str, digits: int) -> int:
+        """Print the pieces of PROFILE[:CPU] arguments side by side; CPU (in `unit`) turns shares into
+        costs."""
+        parser = argparse.ArgumentParser(description=description)
+        parser.add_argument(
+            "profiles", nargs="+", help=f"PROFILE[:CPU] (CPU: {unit}, measured in the same run)"
+        )
+        args = parser.parse_args(argv)
+        columns = []
+        for spec in args.profiles:
+            path_text, _, cpu_text = spec.partition(":")
+            path = Path(path_text)
+            if not path.is_file():
+                print(f"no such profile: {path}", file=sys.stderr)
+                return 2
+            columns.append((path.stem, self.summarise(path), float(cpu_text) if cpu_text else None))
+        order = list(dict.fromkeys([*(piece for piece, _ in self.pieces), self.outside]))
+        width = max(len(p) for p in order)
+        print(f"{'piece of work':{width}} " + " ".join(f"{name[:24]:>24}" for name, _, _ in columns))
+        print(f"{'':{width}} " + " ".join(f"{'share   ' + unit:>24}" for _ in columns))
+        for piece in order:
+            if not any(counts[piece] for _, counts, _ in columns):
+                continue
+            cells = []
+            for _, counts, cpu in columns:
+                share = counts[piece] / max(1, sum(counts.values()))
+                value = f"{share * cpu:8.{digits}f}" if cpu is not None else f"{'-':>8}"
+                cells.append(f"{share * 100:14.1f}% {value}")
+            print(f"{piece:{width}} " + " ".join(cells))
+        totals = [
+            f"{sum(c.values()):>9} samples {cpu if cpu is not None else '-':>6}" for _, c, cpu in columns
+        ]
+        print(f"{'total':{width}} " + " ".join(f"{t:>24}" for t in totals))
+        return 0
 
 
-def summarise(path: Path) -> Counter[str]:
-    """Samples per piece of work in one py-spy raw (collapsed) profile."""
-    counts: Counter[str] = Counter()
-    for line in path.read_text().splitlines():
-        stack, _, number = line.rpartition(" ")
-        if not stack or not number.isdigit():
-            continue
-        frames = [f for f in stack.split(";") if not f.startswith("process ")]
-        counts[piece_of(frames)] += int(number)
-    return counts
+TOKEN_PIECES = Pieces(PIECES, OUTSIDE)
+piece_of = TOKEN_PIECES.piece_of
+summarise = TOKEN_PIECES.summarise
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("profiles", nargs="+", help="PROFILE[:CPU_MS] (CPU_MS: server CPU per token)")
-    args = parser.parse_args(argv)
-    columns = []
-    for spec in args.profiles:
-        path_text, _, cpu_text = spec.partition(":")
-        path = Path(path_text)
-        if not path.is_file():
-            print(f"no such profile: {path}", file=sys.stderr)
-            return 2
-        columns.append((path.stem, summarise(path), float(cpu_text) if cpu_text else None))
-    order = list(dict.fromkeys([OUTSIDE, *(piece for piece, _ in PIECES)]))
-    width = max(len(p) for p in order)
-    print(f"{'piece of work':{width}} " + " ".join(f"{name[:22]:>22}" for name, _, _ in columns))
-    print(f"{'':{width}} " + " ".join(f"{'share   ms/token':>22}" for _ in columns))
-    for piece in order:
-        if not any(counts[piece] for _, counts, _ in columns):
-            continue
-        cells = []
-        for _, counts, cpu in columns:
-            share = counts[piece] / max(1, sum(counts.values()))
-            ms = f"{share * cpu:8.2f}" if cpu is not None else f"{'-':>8}"
-            cells.append(f"{share * 100:12.1f}% {ms}")
-        print(f"{piece:{width}} " + " ".join(cells))
-    totals = []
-    for _, counts, cpu in columns:
-        totals.append(f"{sum(counts.values()):>9} samples {cpu if cpu is not None else '-':>4}")
-    print(f"{'total':{width}} " + " ".join(f"{t:>22}" for t in totals))
-    return 0
+    return TOKEN_PIECES.main(argv, __doc__.split("\n\n")[0], "ms/token", 2)
 
 
 if __name__ == "__main__":

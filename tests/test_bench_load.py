@@ -143,3 +143,33 @@ def test_profile_summary_gives_a_sample_to_its_deepest_piece(tmp_path: Any) -> N
         "upstream call (requests, urllib3)": 4,
         profile_summary.OUTSIDE: 2,
     }
+
+
+def test_profile_summary_names_the_packages_own_modules_and_functions() -> None:
+    """Each piece of the package is named by a function and where it is defined: after a move, the table
+    must follow, or its samples silently fall to another piece."""
+    import re
+    from pathlib import Path
+
+    from bench import profile_summary
+
+    root = Path(__file__).resolve().parent.parent
+    named = 0
+    for piece, pattern in profile_summary.PIECES:
+        if "django_rt_sessions/" not in pattern:
+            continue
+        found = re.fullmatch(r"\^(?:\\w\+\\\.|\w+\\\.)?(\w+) \\\((django_rt_sessions/[\w/]+)", pattern)
+        assert found, (piece, pattern)
+        function, where = found.groups()
+        files = (
+            [root / f"{where}.py"]
+            if (root / f"{where}.py").is_file()
+            else sorted((root / where).glob("*.py"))
+        )
+        assert files, f"{piece!r}: nothing at {where}"
+        defined = re.compile(rf"^\s*(?:async )?(?:def|class) {function}\b", re.M)
+        assert any(defined.search(path.read_text()) for path in files), (
+            f"{piece!r}: {where} defines no {function}"
+        )
+        named += 1
+    assert named >= 8
