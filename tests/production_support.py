@@ -273,6 +273,8 @@ def preset(name: str, *, default: bool = False, rate: str = "") -> dict[str, Any
 class Gunicorn:
     """One gunicorn instance of the example project (a "host"): 4 gthread workers, 8 threads each."""
 
+    APP = "example_project.wsgi:application"
+
     def __init__(self, env: dict[str, str], log_dir: Path, name: str, port: int | None = None) -> None:
         self.env = env
         self.name = name
@@ -284,6 +286,9 @@ class Gunicorn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def worker_options(self) -> list[str]:
+        return ["--workers", "4", "--worker-class", "gthread", "--threads", "8"]
+
     def start(self) -> Gunicorn:
         gunicorn = executable("gunicorn")
         assert gunicorn, "gunicorn is not installed in the virtualenv"
@@ -291,13 +296,8 @@ class Gunicorn:
             self.process = subprocess.Popen(  # noqa: S603  (our virtualenv's gunicorn)
                 [
                     gunicorn,
-                    "example_project.wsgi:application",
-                    "--workers",
-                    "4",
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    "8",
+                    self.APP,
+                    *self.worker_options(),
                     "--bind",
                     f"127.0.0.1:{self.port}",
                     "--timeout",

@@ -36,7 +36,6 @@ from .production_support import (
     app_env,
     browser_login,
     drop_database,
-    executable,
     manage,
     recreate_database,
     tail,
@@ -68,38 +67,11 @@ PRESETS = [
 class AsgiHost(Gunicorn):
     """One host: gunicorn with two uvicorn workers (uvicorn-worker) serving example_project.asgi."""
 
+    APP = "example_project.asgi:application"
     WORKERS = 2
 
-    def start(self) -> AsgiHost:
-        gunicorn = executable("gunicorn")
-        assert gunicorn, "gunicorn is not installed in the virtualenv"
-        import subprocess
-
-        from .production_support import ROOT
-
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603  (our virtualenv's gunicorn)
-                [
-                    gunicorn,
-                    "example_project.asgi:application",
-                    "--worker-class",
-                    "uvicorn_worker.UvicornWorker",
-                    "--workers",
-                    str(self.WORKERS),
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--timeout",
-                    "30",
-                    "--graceful-timeout",
-                    "5",
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
+    def worker_options(self) -> list[str]:
+        return ["--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(self.WORKERS)]
 
     def wait_ready(self, timeout: float = 60) -> AsgiHost:
         def ready() -> bool:
