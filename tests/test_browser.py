@@ -153,15 +153,18 @@ class _QuietHandler(WSGIRequestHandler):
 
 @dataclass
 class Front:
-    """Forwards to the stand-in; serves the WebRTC SDP endpoint itself and records what reaches it."""
+    """Forwards to the stand-in; serves the WebRTC SDP endpoint itself and records what reaches it.
 
-    standin: OpenAIStandIn
+    Without a stand-in it is only that endpoint, at any path (tests/test_browser_client.py's WebRTC tests).
+    """
+
+    standin: OpenAIStandIn | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
-    # refuse: 400 JSON error; not-sdp: 201 with HTML; hold: wait for `release`; relay: put the offer on
-    # `offers`, answer with what the test puts on `answers`
+    # refuse: 400 JSON error; not-sdp: 201 with HTML; hold: wait for `release`; relay: put the call
+    # (method, authorization, content_type, body) on `offers`, answer with what the test puts on `answers`
     mode: str = "refuse"
     release: threading.Event = field(default_factory=threading.Event)
-    offers: queue.Queue[str] = field(default_factory=queue.Queue)
+    offers: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
     answers: queue.Queue[str] = field(default_factory=queue.Queue)
     url: str = ""
 
@@ -173,7 +176,7 @@ class Front:
 
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        if request.path == "/v1/realtime/calls":
+        if request.path == "/v1/realtime/calls" or self.standin is None:
             response = self.sdp_endpoint(request)
         else:
             response = self.forward(request)
@@ -193,7 +196,7 @@ class Front:
         if self.mode == "hold":
             self.release.wait(WAIT)
         if self.mode == "relay":
-            self.offers.put(self.calls[-1]["body"])
+            self.offers.put(self.calls[-1])
             try:
                 answer = self.answers.get(timeout=WAIT)
             except queue.Empty:
@@ -207,6 +210,7 @@ class Front:
         return Response(json.dumps(body), status=400, content_type="application/json", headers=self.CORS)
 
     def forward(self, request: Request) -> Response:
+        assert self.standin is not None
         query = request.query_string.decode()
         with requests.Session() as session:
             session.trust_env = False
@@ -804,7 +808,7 @@ def test_transcript_events_over_a_real_webrtc_connection(site: Site, signed_in: 
             offer = site.front.offers.get(timeout=WAIT)
         except queue.Empty:
             pytest.fail("the page posted no SDP offer")
-        answer = openai.execute_async_script(ANSWER_OFFER, offer)
+        answer = openai.execute_async_script(ANSWER_OFFER, offer["body"])
         assert answer.startswith("v=0"), answer
         site.front.answers.put(answer)
         wait(

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.serving import make_server
 
 from django_rt_sessions.testing import Delay, Error, OpenAIStandIn
 from django_rt_sessions.testing.audio import from_wav, silence, to_wav
@@ -37,7 +35,16 @@ from .example_env import clean_environ, serving
 from .realtime_support import COFFEE, DOOR, WORDS, has_words, spoken_words
 
 # test_browser skips (or, with CI=true, fails) without Chromium, ChromeDriver or selenium.
-from .test_browser import WAIT, WEBRTC_ON_LOOPBACK, By, _free_port, quit_chromium, start_chromium
+from .test_browser import (
+    WAIT,
+    WEBRTC_ON_LOOPBACK,
+    By,
+    Front,
+    _free_port,
+    _QuietHandler,
+    quit_chromium,
+    start_chromium,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.no_database]
 
@@ -512,44 +519,11 @@ def test_every_failure_reaches_on_error_with_its_code(site: Site, page: Any) -> 
 # ---------------------------------------------------------------------------------------------------- WebRTC
 
 
-@dataclass
-class SdpRelay:
-    """`POST /v1/realtime/calls` on loopback: the page's offer to the test, the test's answer to the page."""
-
-    offers: queue.Queue[dict[str, str]] = field(default_factory=queue.Queue)
-    answers: queue.Queue[str] = field(default_factory=queue.Queue)
-    url: str = ""
-
-    CORS = {
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Allow-Methods": "POST, OPTIONS",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    }
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        if request.method == "OPTIONS":
-            response = Response(status=204, headers=self.CORS)
-        else:
-            authorization = request.headers.get("Authorization", "")
-            self.offers.put({"authorization": authorization, "sdp": request.get_data(as_text=True)})
-            try:
-                answer = self.answers.get(timeout=WAIT)
-                response = Response(answer, status=201, content_type="application/sdp", headers=self.CORS)
-            except queue.Empty:
-                response = Response("no answer", status=504, headers=self.CORS)
-        return response(environ, start_response)
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def sdp_relay() -> Iterator[SdpRelay]:
-    relay = SdpRelay()
-    server = make_server("127.0.0.1", 0, relay.wsgi, threaded=True, request_handler=_Quiet)
+def sdp_relay() -> Iterator[Front]:
+    """`POST /v1/realtime/calls` on loopback: the page's offer to the test, the test's answer to the page."""
+    relay = Front(mode="relay")
+    server = make_server("127.0.0.1", 0, relay.wsgi, threaded=True, request_handler=_QuietHandler)
     relay.url = f"http://127.0.0.1:{server.server_port}/v1/realtime/calls"
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     try:
@@ -591,7 +565,7 @@ return pc.localDescription.sdp;
 """
 
 
-def test_client_turns_over_webrtc(page: Any, sdp_relay: SdpRelay) -> None:
+def test_client_turns_over_webrtc(page: Any, sdp_relay: Front) -> None:
     """Over WebRTC a worklet measures the microphone's level and the commits go on the data channel: commit()
     ends the first turn, close() the second and waits for its transcript."""
     page.execute_script(
@@ -635,7 +609,7 @@ window.call.done = true;
     )
     offer = sdp_relay.offers.get(timeout=WAIT)
     assert offer["authorization"] == "Bearer ek_webrtc_test"
-    answer = run(page, ANSWER, offer["sdp"])
+    answer = run(page, ANSWER, offer["body"])
     assert answer.startswith("v=0"), answer
     sdp_relay.answers.put(answer)
 
@@ -655,7 +629,7 @@ window.call.done = true;
     assert [event["type"] for event in oai["received"]] == ["input_audio_buffer.commit"] * 2
 
 
-def test_a_webrtc_call_without_a_network_path_fails_the_start(page: Any, sdp_relay: SdpRelay) -> None:
+def test_a_webrtc_call_without_a_network_path_fails_the_start(page: Any, sdp_relay: Front) -> None:
     """The answer names no candidate the page can reach (ICE finds no path): the start fails, reported to
     onError, instead of a connection that never carries anything."""
     page.execute_script(
@@ -682,7 +656,7 @@ import(moduleUrl).then(async (rt) => {
         sdp_relay.url,
     )
     offer = sdp_relay.offers.get(timeout=WAIT)
-    answer = run(page, ANSWER, offer["sdp"])
+    answer = run(page, ANSWER, offer["body"])
     # Without its candidates (and with an address nobody listens on) the answer leads nowhere.
     lines = [line for line in answer.split("\r\n") if line and not line.startswith("a=candidate")]
     sdp_relay.answers.put("\r\n".join(lines).replace("c=IN IP4 0.0.0.0", "c=IN IP4 192.0.2.1") + "\r\n")
