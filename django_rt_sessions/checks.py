@@ -4,12 +4,14 @@ Django's checks: runserver, migrate, …), and database checks of the stored pre
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import checks
+from django.core.signals import setting_changed
 
 from .conf import NON_ATOMIC_CACHES, UNSHARED_CACHES, is_loopback, rate_limit_cache_backend, rt_settings
 from .testing.extras import REDIS, install_hint
@@ -247,16 +249,36 @@ def check_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
 SERVED_DESPITE = frozenset({"rt_sessions.E007"})
 
 
+# What the settings checks read besides Django's settings. Their Errors are computed once per value of
+# these and again after any `setting_changed` (override_settings, pytest-django's `settings`): every token
+# request asks, and running the checks each time cost about 20 µs.
+_CHECKED_ENVIRONMENT = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+_configuration_errors: dict[tuple[str | None, ...], list[checks.CheckMessage]] = {}
+
+
 def configuration_errors() -> list[checks.CheckMessage]:
     """The Errors of the settings checks: what `manage.py check` refuses, found the same way when a request
     arrives under a server that runs no checks (gunicorn, uvicorn, daphne). The issuing service answers
     503 `misconfigured` while there is one (but for SERVED_DESPITE)."""
-    return [
-        message
-        for check in (check_settings_shape, check_settings, check_models)
-        for message in check()
-        if message.is_serious() and message.id not in SERVED_DESPITE
-    ]
+    environment = tuple(os.environ.get(name) for name in _CHECKED_ENVIRONMENT)
+    errors = _configuration_errors.get(environment)
+    if errors is None:
+        errors = [
+            message
+            for check in (check_settings_shape, check_settings, check_models)
+            for message in check()
+            if message.is_serious() and message.id not in SERVED_DESPITE
+        ]
+        _configuration_errors.clear()  # one environment at a time: nothing grows
+        _configuration_errors[environment] = errors
+    return errors
+
+
+def _forget_configuration_errors(**kwargs: Any) -> None:
+    _configuration_errors.clear()
+
+
+setting_changed.connect(_forget_configuration_errors, dispatch_uid="rt_sessions.configuration_errors")
 
 
 @checks.register(checks.Tags.database)

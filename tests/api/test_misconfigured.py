@@ -96,3 +96,25 @@ def test_the_site_recovers_when_the_setting_is_fixed(
     assert post(api, {}).status_code == 503
     set_rt(settings, UPSTREAM="openai")
     assert post(api, {}).status_code == 201
+
+
+def test_the_checks_answer_follows_the_environment_and_the_settings(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issuing service reuses the checks' answer until an input changes: OPENAI_BASE_URL (read from the
+    environment), or any setting (`setting_changed`)."""
+    from django_rt_sessions.checks import configuration_errors
+
+    def ids() -> set[str]:
+        return {message.id for message in configuration_errors() if message.id is not None}
+
+    settings.DEBUG = False
+    settings.RT_SESSIONS = {key: v for key, v in settings.RT_SESSIONS.items() if key != "BASE_URL"}
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://api.example.com/v1")
+    assert "rt_sessions.E005" not in ids()
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.example.com/v1")  # unencrypted: no signal tells
+    assert "rt_sessions.E005" in ids()
+    set_rt(settings, BASE_URL="https://api.example.com/v1")
+    assert "rt_sessions.E005" not in ids()
+    set_rt(settings, READ_TIMEOUT=0)
+    assert "rt_sessions.E006" in ids()
