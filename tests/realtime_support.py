@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy
+import pytest
 import requests
 from websockets.sync.client import ClientConnection, connect
 
@@ -133,3 +136,11 @@ def spoken_words(transcript: str) -> list[str]:
 def has_words(transcript: str, words: tuple[str, ...]) -> bool:
     spoken = spoken_words(transcript)
     return all(word in spoken for word in words)
+
+
+def needs_espeak() -> None:
+    """Skip without espeak-ng on a laptop; with CI=true its absence fails (scripts/test installs it)."""
+    if shutil.which("espeak-ng") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true: espeak-ng is missing (scripts/test installs it)", pytrace=False)
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")

@@ -168,8 +168,6 @@ def test_a_tiny_run_through_the_bare_forwarder_delivers_every_frame(tmp_path: Pa
 
 
 def test_a_tiny_run_through_the_channels_relay_delivers_and_meters_every_frame(tmp_path: Path) -> None:
-    pytest.importorskip("channels")
-    pytest.importorskip("uvicorn")
     [step] = run_tiny(tmp_path, "uvicorn-websockets-sansio")
     assert step["opened"] == step["open_at_window"] == 3
     assert step["received"] == step["expected"] > 0

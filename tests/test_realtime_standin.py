@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -34,6 +33,7 @@ from .realtime_support import (
     events_until,
     has_words,
     mint,
+    needs_espeak,
     noise,
     open_socket,
     receive,
@@ -656,10 +656,7 @@ def test_cli_hider_hides(tmp_path: Path) -> None:
 
 
 def test_text_to_speech_helper_makes_audio_the_engine_understands(standin: OpenAIStandIn) -> None:
-    if shutil.which("espeak-ng") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: espeak-ng is missing (scripts/test installs it)", pytrace=False)
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    needs_espeak()
     pcm = from_text("i would like a cup of coffee")
     assert len(pcm) > 24000 * 2  # more than a second of 24 kHz PCM16
     with open_socket(standin, mint(standin)) as ws:

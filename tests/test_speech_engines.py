@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from .realtime_support import (
     events_until,
     has_words,
     mint,
+    needs_espeak,
     noise,
     open_socket,
     receive,
@@ -68,13 +68,6 @@ def whisper() -> Iterator[OpenAIStandIn]:
 
 def at_16k(pcm: bytes) -> Any:
     return soxr.resample(numpy.frombuffer(pcm, dtype="<i2").astype(numpy.float32) / 32768, 24000, 16000)
-
-
-def needs_espeak() -> None:
-    if shutil.which("espeak-ng") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: espeak-ng is missing (scripts/test installs it)", pytrace=False)
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
 
 
 # ------------------------------------------------------------------------------------ Whisper, end to end
