@@ -68,7 +68,6 @@ class RelayProcess:
         self.ticks = 0
         self.staff_checked_at = timezone.now()
         self._tasks: set[asyncio.Task[Any]] = set()  # asyncio keeps only weak references to tasks
-        self._clock: asyncio.Task[None] | None = None
         self._started = False
         self._warned: set[str] = set()
 
@@ -92,7 +91,7 @@ class RelayProcess:
         if self.layer is not None:
             self.channel_name = await self.layer.new_channel(prefix="rt-relay.")
             self._spawn(self._listen())
-        self._clock = self._spawn(self._run())
+        self._spawn(self._run())
 
     def add(self, consumer: RelayedSession) -> None:
         self.sessions[consumer.session_id] = consumer
