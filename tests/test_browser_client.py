@@ -32,7 +32,7 @@ from django_rt_sessions.testing import Delay, Error, OpenAIStandIn
 from django_rt_sessions.testing.audio import from_wav, silence, to_wav
 
 from .example_env import clean_environ, serving
-from .realtime_support import COFFEE, DOOR, WORDS, has_words, spoken_words
+from .realtime_support import COFFEE, DOOR, OPUS_WORDS, WORDS, has_words, spoken_words
 
 # test_browser skips (or, with CI=true, fails) without Chromium, ChromeDriver or selenium.
 from .test_browser import (
@@ -349,8 +349,8 @@ return { transport: window.rtc.handle && window.rtc.handle.connection.transport,
 
     def heard_both() -> bool:
         lines = page.execute_script("return window.rtc.completed")
-        return any(has_words(line, WORDS[COFFEE]) for line in lines) and any(
-            has_words(line, WORDS[DOOR]) for line in lines
+        return any(has_words(line, OPUS_WORDS[COFFEE]) for line in lines) and any(
+            has_words(line, OPUS_WORDS[DOOR]) for line in lines
         )
 
     deadline = time.monotonic() + 40  # as over WebSocket
@@ -358,7 +358,9 @@ return { transport: window.rtc.handle && window.rtc.handle.connection.transport,
         time.sleep(0.2)
     lines = page.execute_script("return window.rtc.completed")
     assert heard_both(), (lines, call.sent_types())
-    assert not any(has_words(line, WORDS[COFFEE]) and has_words(line, WORDS[DOOR]) for line in lines), lines
+    assert not any(
+        has_words(line, OPUS_WORDS[COFFEE]) and has_words(line, OPUS_WORDS[DOOR]) for line in lines
+    ), lines
     errors = run(page, "await rtc.handle.close(); return rtc.errors;")
     assert errors == []
     assert call.wait_closed(WAIT)
