@@ -14,12 +14,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import requests
 from websockets.sync.client import ClientConnection, connect
+
+from django_rt_sessions.testing.audio import base64_frames
 
 from .example_env import clean_environ
 from .production_support import (
@@ -318,17 +319,6 @@ def end_from_admin(base_url: str, session_ids: list[str], staff: str = "staff") 
         return message.group(1) if message else response.text[:500]
 
 
-@contextlib.contextmanager
-def relay_site(
-    workdir: Path, standin: Any, presets: list[dict[str, Any]], users: list[str], **options: Any
-) -> Iterator[RelaySite]:
-    site = RelaySite(workdir, standin, **options).prepare(presets, users)
-    try:
-        yield site.start()
-    finally:
-        site.stop()
-
-
 # ------------------------------------------------------------------------------------- the protocol
 
 
@@ -346,6 +336,16 @@ def opened(ws: ClientConnection, updated: str = "session.updated") -> dict[str, 
     answer to the relay's session update carrying the planned session (`updated`); returns that one."""
     assert receive(ws)["type"] == "session.created"
     return next_event(ws, updated)
+
+
+def append_until_closed(ws: ClientConnection, pcm: bytes, frame_ms: int = 100) -> None:
+    """Append `pcm` in frames, until the relay closes the session if it does (a limit, a failure): the
+    events it sent before closing stay readable (events_until_closed)."""
+    from websockets.exceptions import ConnectionClosed
+
+    with contextlib.suppress(ConnectionClosed):
+        for frame in base64_frames(pcm, frame_ms):
+            send(ws, {"type": "input_audio_buffer.append", "audio": frame})
 
 
 def events_until_closed(ws: ClientConnection, timeout: float = 20) -> tuple[list[dict[str, Any]], int | None]:
@@ -368,12 +368,12 @@ def errors(events: list[dict[str, Any]]) -> list[str]:
 
 __all__ = [
     "RelaySite",
+    "append_until_closed",
     "errors",
     "events_until_closed",
     "next_event",
     "opened",
     "receive",
     "relay_preset",
-    "relay_site",
     "send",
 ]

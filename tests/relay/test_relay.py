@@ -18,7 +18,16 @@ from websockets.exceptions import InvalidStatus
 from django_rt_sessions.testing.audio import base64_frames
 
 from ..realtime_support import COFFEE, COMPLETED, DOOR, WORDS, has_words, speech
-from ..relay_support import RelaySite, errors, events_until_closed, next_event, opened, receive, send
+from ..relay_support import (
+    RelaySite,
+    append_until_closed,
+    errors,
+    events_until_closed,
+    next_event,
+    opened,
+    receive,
+    send,
+)
 
 pytestmark = pytest.mark.no_database
 
@@ -209,15 +218,6 @@ def run_session(site: RelaySite, user: str, preset: str, feed: Any) -> dict[str,
     return {"errors": errors(events), "code": code, "row": site.wait_row(body["id"])}
 
 
-def stream(ws: Any, pcm: bytes, frame_ms: int = 100) -> None:
-    """Append `pcm` in frames, until the relay closes the session if it does (a limit, a failure)."""
-    from websockets.exceptions import ConnectionClosed
-
-    with contextlib.suppress(ConnectionClosed):
-        for frame in base64_frames(pcm, frame_ms):
-            send(ws, {"type": "input_audio_buffer.append", "audio": frame})
-
-
 def test_the_relay_ends_sessions_at_their_limits(site: RelaySite, openai_standin: Any) -> None:
     """Four sessions at once, each reaching one end: audio faster than real time past max_session_seconds
     (10 s), the wall clock past it, idle (5 s), the day's minutes (0.1 = 6 s) mid-session."""
@@ -226,7 +226,7 @@ def test_the_relay_ends_sessions_at_their_limits(site: RelaySite, openai_standin
     from django_rt_sessions.testing.audio import silence
 
     def too_much_audio(ws: Any) -> None:
-        stream(ws, silence(12_000))
+        append_until_closed(ws, silence(12_000))
 
     def trickle(ws: Any) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -234,14 +234,14 @@ def test_the_relay_ends_sessions_at_their_limits(site: RelaySite, openai_standin
         # An append every 2 s keeps it from idling until the wall clock ends it (the relay closes first).
         with contextlib.suppress(ConnectionClosed):
             for _ in range(8):
-                stream(ws, silence(100))
+                append_until_closed(ws, silence(100))
                 time.sleep(2)
 
     def idle(ws: Any) -> None:
-        stream(ws, silence(200))
+        append_until_closed(ws, silence(200))
 
     def minutes(ws: Any) -> None:
-        stream(ws, silence(8_000))
+        append_until_closed(ws, silence(8_000))
 
     cases = {
         "session_limit (audio)": ("user4", "relay-short", too_much_audio),
@@ -291,7 +291,7 @@ def test_an_upstream_drop_ends_the_session_with_1011(site: RelaySite, openai_sta
     from django_rt_sessions.testing import DropSocket
 
     openai_standin.enqueue(DropSocket(after_events=2))
-    result = run_session(site, "user8", "relay-dictation", lambda ws: stream(ws, speech(COFFEE)))
+    result = run_session(site, "user8", "relay-dictation", lambda ws: append_until_closed(ws, speech(COFFEE)))
     assert (result["errors"], result["code"], result["row"]["end_reason"]) == (
         ["upstream_error"],
         1011,
@@ -320,7 +320,7 @@ def test_staff_end_a_session_from_the_admin(site: RelaySite, openai_standin: Any
     body = site.mint(site.login("user10"), {"preset": "relay-dictation"})
     with site.open(body["client_secret"]["value"]) as ws:
         opened(ws)
-        stream(ws, speech(COFFEE))
+        append_until_closed(ws, speech(COFFEE))
         assert "Asked 1 session to end" in site.end_from_admin([body["id"]])
         asked = time.monotonic()
         events, code = events_until_closed(ws, timeout=2)  # "within 2 s, wherever it runs"

@@ -15,7 +15,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from django_rt_sessions.testing.audio import base64_frames, silence
 
 from ..realtime_support import COFFEE, COMPLETED, WORDS, has_words, speech
-from ..relay_support import RelaySite, errors, events_until_closed, next_event, opened, receive, send
+from ..relay_support import (
+    RelaySite,
+    append_until_closed,
+    errors,
+    events_until_closed,
+    next_event,
+    opened,
+    receive,
+    send,
+)
 from .conftest import check_site_log, start_site
 
 pytestmark = pytest.mark.no_database
@@ -100,8 +109,7 @@ def test_daphne_refuses_with_403_and_closes_with_4008_and_4011(
     body = site.mint(site.login("user1"), {"preset": "relay-minutes"})
     with site.open(body["client_secret"]["value"]) as ws:
         opened(ws)
-        for frame in base64_frames(silence(8_000)):
-            send(ws, {"type": "input_audio_buffer.append", "audio": frame})
+        append_until_closed(ws, silence(8_000))  # the relay closes after 6 s of it
         events, code = events_until_closed(ws)
     assert (errors(events), code) == (["quota_exceeded"], 4008)
     assert site.wait_row(body["id"])["end_reason"] == "quota_exceeded"
