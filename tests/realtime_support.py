@@ -10,7 +10,7 @@ The stand-in's default engine, Whisper tiny.en, hears "i would like a cup and co
 door" (the same across espeak-ng voices and speeds); WORDS below are the words it gets right, which the tests
 assert. PocketSphinx, the small fallback, gets fewer right: POCKETSPHINX_WORDS are those it gets in every
 measured rendering (voices, speeds, preceding speech). Over WebRTC the sentence reaches Whisper through
-Chromium's audio processing and Opus, and it hears less: OPUS_WORDS are those it got in every line of 10 runs
+Chromium's audio processing and Opus, and it hears less: OPUS_WORDS are those it got in every line of 8 runs
 of the two WebRTC browser tests (it also wrote "It would", "a curb and coffee" and "He opens the door").
 """
 
