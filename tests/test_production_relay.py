@@ -241,4 +241,7 @@ def test_a_killed_relay_host_leaves_a_relay_lost_row_with_its_saved_audio(hosts:
             ws.close_socket()
     assert row["audio_seconds"] == pytest.approx(8.0)  # counted up to the last save
     assert row["ended_at"] == row["last_seen_at"]
-    assert hosts.row(anchor["id"])["end_reason"] == "client_closed"
+    # Host A ends the anchor's row once it has seen the close, a moment after the client's close returns.
+    assert wait_for(
+        lambda: hosts.row(anchor["id"])["end_reason"] == "client_closed", 10, what="the anchor's end"
+    )
