@@ -66,16 +66,17 @@ def mint(
     secret = new_ticket()
     session_id = new_session_id()
     expires_at = timezone.now() + dt.timedelta(seconds=expires_after_seconds)
+    digest = fingerprint(secret)
     with transaction.atomic():
         token_request = TokenRequest.objects.create(
             **token_request_fields,
             outcome=TokenRequest.Outcome.ISSUED,
             status_code=201,
             expires_at=expires_at,
-            secret_fingerprint=fingerprint(secret),
+            secret_fingerprint=digest,
         )
         RelayTicket.objects.create(
-            fingerprint=fingerprint(secret),
+            fingerprint=digest,
             session_id=session_id,
             token_request=token_request,
             user=user,
