@@ -40,21 +40,20 @@ PRESETS = [
 USERS = [f"user{n}" for n in range(12)] + ["staff"]
 
 
-# The first site's database, migrated and holding PRESETS and USERS: the next sites start from a copy
-# instead of three more `manage.py` runs each (about 5 s a site).
-_prepared: list[Path] = []
+@pytest.fixture(scope="session")
+def prepared_database(tmp_path_factory: pytest.TempPathFactory, openai_standin_server: Any) -> Path:
+    """A SQLite database migrated and holding PRESETS and USERS: each site starts from a copy instead of
+    three `manage.py` runs of its own (about 5 s a site)."""
+    site = RelaySite(tmp_path_factory.mktemp("relay-db"), openai_standin_server)
+    return site.prepare(PRESETS, USERS).database_path
 
 
-def start_site(tmp_path_factory: pytest.TempPathFactory, standin: Any, **options: Any) -> RelaySite:
+def start_site(
+    tmp_path_factory: pytest.TempPathFactory, standin: Any, prepared: Path, **options: Any
+) -> RelaySite:
     workdir = tmp_path_factory.mktemp(f"relay-{options.get('server', 'uvicorn')}")
     site = RelaySite(workdir, standin, **options)
-    if _prepared:
-        shutil.copyfile(_prepared[0], site.database_path)
-    else:
-        site.prepare(PRESETS, USERS)
-        _prepared.append(
-            shutil.copyfile(site.database_path, tmp_path_factory.mktemp("relay-db") / "prepared.sqlite3")
-        )
+    shutil.copyfile(prepared, site.database_path)
     return site.start()
 
 
@@ -65,8 +64,10 @@ def check_site_log(site: RelaySite, standin: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, openai_standin_server: Any) -> Iterator[RelaySite]:
-    started = start_site(tmp_path_factory, openai_standin_server)
+def site(
+    tmp_path_factory: pytest.TempPathFactory, openai_standin_server: Any, prepared_database: Path
+) -> Iterator[RelaySite]:
+    started = start_site(tmp_path_factory, openai_standin_server, prepared_database)
     try:
         yield started
     finally:

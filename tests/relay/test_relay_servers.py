@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.no_database
 
 @pytest.fixture(scope="module")
 def sites(
-    tmp_path_factory: pytest.TempPathFactory, openai_standin_server: Any
+    tmp_path_factory: pytest.TempPathFactory, openai_standin_server: Any, prepared_database: Path
 ) -> Iterator[dict[str, RelaySite]]:
     started: dict[str, RelaySite] = {}
     try:
@@ -41,7 +42,9 @@ def sites(
             "openai-beta": {"upstream": "openai-beta"},
             "daphne": {"server": "daphne"},
         }.items():
-            started[name] = start_site(tmp_path_factory, openai_standin_server, name=name, **options)
+            started[name] = start_site(
+                tmp_path_factory, openai_standin_server, prepared_database, name=name, **options
+            )
         yield started
     finally:
         for site in started.values():
